@@ -1,0 +1,36 @@
+# spanrelay: the two quick-start commands are `make run` and `make test`.
+BUILD ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= $(shell nproc)
+CONFIG ?=
+
+.PHONY: all deps configure build run test test-asan clean
+
+all: build
+
+deps:
+	@bash deploy/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Runs the agent on the embedded default config (or CONFIG=path/to.yaml).
+run: build
+	@echo "spanrelay: OTLP/HTTP on http://127.0.0.1:4318/v1/traces, spans appended to ./spans.jsonl"
+	@echo "           metrics on http://127.0.0.1:13133/metrics; Ctrl-C to stop"
+	@./$(BUILD)/spanrelay $(if $(CONFIG),--config $(CONFIG),)
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
+
+# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, in their own build tree.
+test-asan: deps
+	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DSPANRELAY_SANITIZE=address,undefined >/dev/null
+	@cmake --build $(BUILD)-asan -j $(JOBS)
+	@cd $(BUILD)-asan && ctest --output-on-failure -j 2 --timeout 900
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan

@@ -1,0 +1,123 @@
+#include "batcher/batcher.hpp"
+
+#include "otlp/wire.hpp"
+
+namespace spanrelay {
+
+Batcher::Batcher(Ring<Chunk>& ring, config::Batch options, Sink sink, BatcherStats& stats)
+    : ring_(ring), options_(options), sink_(std::move(sink)), stats_(stats) {}
+
+Batcher::~Batcher() { stop(); }
+
+void Batcher::start() { thread_ = std::thread([this] { run(); }); }
+
+void Batcher::notify() noexcept {
+  // Pairs with the fence in run(): either the batcher sees the pushed chunk before it sleeps,
+  // or we see it asleep and wake it. The lock is only taken while it sleeps.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_relaxed)) {
+    { std::lock_guard lock(mutex_); }
+    wake_.notify_one();
+  }
+}
+
+void Batcher::stop() {
+  if (!thread_.joinable()) {
+    return;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    stopping_.store(true);
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+void Batcher::run() {
+  using clock = std::chrono::steady_clock;
+  for (;;) {
+    while (auto chunk = ring_.try_pop()) {
+      take(std::move(*chunk));
+    }
+    if (stopping_.load()) {
+      // Receivers are stopped: one last drain, then flush whatever is pending.
+      while (auto chunk = ring_.try_pop()) {
+        take(std::move(*chunk));
+      }
+      flush();
+      return;
+    }
+    if (pending_spans_ > 0 && clock::now() - pending_since_ >= options_.timeout) {
+      flush();
+    }
+    std::unique_lock lock(mutex_);
+    sleeping_.store(true, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (ring_.empty() && !stopping_.load()) {
+      if (pending_spans_ > 0) {
+        wake_.wait_until(lock, pending_since_ + options_.timeout);
+      } else {
+        wake_.wait(lock);
+      }
+    }
+    sleeping_.store(false, std::memory_order_relaxed);
+  }
+}
+
+void Batcher::take(Chunk&& chunk) {
+  if (chunk.spans == 0) {
+    return;  // nothing to forward; the lease is released here
+  }
+  const bool too_big = chunk.bytes.size() > options_.max_bytes || chunk.spans > options_.max_spans;
+  if (too_big) {
+    // Split it; each piece carries its share of the chunk's budget.
+    flush();
+    add(stats_.splits);
+    otlp::split_request(chunk.bytes, options_.max_bytes, options_.max_spans,
+                        [&](std::string&& piece, std::uint32_t spans) {
+                          BudgetLease share = chunk.lease.split_off(piece.size());
+                          emit(std::move(piece), spans, std::move(share));
+                        });
+    return;
+  }
+  if (pending_spans_ > 0 && (pending_.size() + chunk.bytes.size() > options_.max_bytes ||
+                             pending_spans_ + chunk.spans > options_.max_spans)) {
+    flush();
+  }
+  if (pending_spans_ == 0) {
+    pending_since_ = std::chrono::steady_clock::now();
+    if (pending_.empty()) {
+      pending_ = std::move(chunk.bytes);  // the common case of one request per batch: no copy
+    } else {
+      pending_.append(chunk.bytes);
+    }
+  } else {
+    pending_.append(chunk.bytes);
+  }
+  pending_spans_ += chunk.spans;
+  pending_lease_.absorb(std::move(chunk.lease));
+  if (pending_spans_ >= options_.max_spans || pending_.size() >= options_.max_bytes) {
+    flush();
+  }
+}
+
+void Batcher::flush() {
+  if (pending_spans_ == 0) {
+    return;
+  }
+  emit(std::move(pending_), pending_spans_, std::move(pending_lease_));
+  pending_.clear();
+  pending_spans_ = 0;
+}
+
+void Batcher::emit(std::string&& bytes, std::uint32_t spans, BudgetLease&& lease) {
+  auto batch = std::make_shared<Batch>();
+  batch->bytes = std::move(bytes);
+  batch->spans = spans;
+  batch->lease = std::move(lease);
+  add(stats_.batches);
+  add(stats_.spans, spans);
+  sink_(std::move(batch));
+}
+
+}  // namespace spanrelay

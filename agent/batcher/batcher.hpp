@@ -1,0 +1,60 @@
+#pragma once
+// Batcher: the single consumer of the ring. Merges chunks (concatenation, no decode) into
+// batches and hands each batch to the sink (the exporters' fan-out). A batch is flushed when it
+// reaches max_spans or max_bytes, or `timeout` after its first chunk arrived.
+
+#include <atomic>
+#include <condition_variable>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/payload.hpp"
+#include "common/stats.hpp"
+#include "config/config.hpp"
+#include "ring/ring.hpp"
+
+namespace spanrelay {
+
+class Batcher {
+ public:
+  using Sink = std::function<void(BatchPtr)>;  // called on the batcher thread; must not block
+
+  Batcher(Ring<Chunk>& ring, config::Batch options, Sink sink, BatcherStats& stats);
+  ~Batcher();
+  Batcher(const Batcher&) = delete;
+  Batcher& operator=(const Batcher&) = delete;
+
+  void start();
+  // Producers call this after a successful push. Cheap when the batcher is busy.
+  void notify() noexcept;
+  // Drains the ring, flushes everything and joins the thread. Call after the receivers have
+  // stopped pushing.
+  void stop();
+
+ private:
+  void run();
+  void take(Chunk&& chunk);
+  void flush();
+  void emit(std::string&& bytes, std::uint32_t spans, BudgetLease&& lease);
+
+  Ring<Chunk>& ring_;
+  const config::Batch options_;
+  Sink sink_;
+  BatcherStats& stats_;
+
+  std::string pending_;
+  std::uint32_t pending_spans_ = 0;
+  BudgetLease pending_lease_;
+  std::chrono::steady_clock::time_point pending_since_;
+
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> sleeping_{false};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::thread thread_;
+};
+
+}  // namespace spanrelay

@@ -1,0 +1,155 @@
+#pragma once
+// Typed configuration. YAML is read in one place (config.cpp); every component receives one of
+// these option structs and never sees a YAML node. Defaults live here, in-class.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace spanrelay::config {
+
+using Duration = std::chrono::milliseconds;
+using namespace std::chrono_literals;
+
+constexpr std::size_t KiB = 1024;
+constexpr std::size_t MiB = 1024 * KiB;
+constexpr std::size_t GiB = 1024 * MiB;
+
+// Thrown by the loader. what() is a complete message for a person, starting with
+// "FILE:LINE:COLUMN: KEY.PATH: ..." wherever the YAML gives a position.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A listening address: "host:port", "[v6]:port", or "unix:/path/to.sock".
+struct ListenEndpoint {
+  std::string host;        // empty when unix_path is set
+  std::uint16_t port = 0;  // 0 = let the kernel choose
+  std::string unix_path;   // non-empty for a Unix domain socket
+  std::string text;        // as written, for logs
+};
+
+struct HttpReceiver {
+  bool enabled = false;  // true when receivers.http is present (or receivers is absent)
+  ListenEndpoint endpoint{"127.0.0.1", 4318, "", "127.0.0.1:4318"};
+  std::size_t max_request_bytes = 16 * MiB;  // after decompression
+  std::size_t max_connections = 1024;
+  std::size_t max_header_bytes = 16 * KiB;
+  Duration read_timeout = 30s;   // whole request (headers + body) must arrive within this
+  Duration idle_timeout = 120s;  // keep-alive connection with no request
+};
+
+struct Receivers {
+  HttpReceiver http;
+};
+
+struct Buffer {
+  std::size_t max_bytes = 64 * MiB;  // memory budget: ring + batches + exports in flight
+  std::size_t max_chunks = 65536;    // ring slots (one per accepted request)
+};
+
+struct Batch {
+  std::size_t max_spans = 8192;
+  std::size_t max_bytes = 4 * MiB;  // uncompressed protobuf
+  Duration timeout = 1s;
+};
+
+struct Retry {
+  bool enabled = true;
+  Duration initial_interval = 1s;
+  Duration max_interval = 30s;
+  Duration max_elapsed = 5min;
+};
+
+struct Tls {
+  std::string ca_file;             // empty: the system trust store
+  bool insecure_skip_verify = false;
+  std::string server_name;         // SNI and verification name; empty: the endpoint host
+};
+
+struct Auth {
+  bool enabled = false;
+  std::string username;
+  std::string password;         // the resolved secret: never log, print or put in errors
+  std::string password_source;  // "env GRAFANA_CLOUD_TOKEN" or "file /path": safe to print
+};
+
+// A parsed http(s) URL of the upstream.
+struct UpstreamUrl {
+  bool tls = false;
+  std::string host;
+  std::uint16_t port = 0;
+  std::string traces_target;  // request target, e.g. "/otlp/v1/traces"
+  std::string text;           // as written
+};
+
+enum class ExporterType { otlp_http, file };
+
+struct Exporter {
+  std::string name;  // key under exporters:
+  ExporterType type = ExporterType::otlp_http;
+
+  // otlp_http
+  UpstreamUrl endpoint;
+  bool gzip = true;  // compression: gzip | none
+  Auth auth;
+  std::vector<std::pair<std::string, std::string>> headers;  // values may be secret: redact
+  Duration timeout = 10s;
+  Retry retry;
+  Tls tls;
+  std::size_t max_in_flight = 4;  // concurrent requests (and connections) to the upstream
+
+  // file
+  std::string path;
+};
+
+struct Log {
+  std::string level = "info";  // trace | debug | info | warn | error | off
+  bool json = false;           // format: text | json
+};
+
+struct Admin {
+  bool enabled = false;  // true when admin is present
+  ListenEndpoint endpoint{"127.0.0.1", 13133, "", "127.0.0.1:13133"};
+};
+
+struct Config {
+  std::string source;  // file name, or "<embedded default>"
+  Receivers receivers;
+  Buffer buffer;
+  Batch batch;
+  std::vector<Exporter> exporters;  // in file order; at least one
+  Log log;
+  Admin admin;
+  Duration shutdown_timeout = 10s;
+};
+
+// Parses and validates; resolves ${VAR} and secrets. Throws ConfigError.
+Config load_file(const std::string& path);
+Config load_string(std::string_view yaml, const std::string& source_name);
+
+// The embedded default configuration (config/spanrelay.yaml, compiled in).
+std::string_view embedded_default();
+
+// A human-readable dump for --validate, with every secret redacted.
+std::string describe(const Config& config);
+
+// Unit parsers, exposed for tests. Throw std::invalid_argument with a message for a person.
+std::size_t parse_size(std::string_view text);   // "64MiB", "4MB", "1024"
+Duration parse_duration(std::string_view text);  // "5s", "250ms", "1m30s", "2h"
+// "127.0.0.1:4318", "[::1]:4318", "unix:/run/spanrelay.sock". Port 0 is allowed.
+ListenEndpoint parse_listen_endpoint(std::string_view text);
+// "https://host[:port]/path": no credentials, query or fragment; path + "/v1/traces".
+UpstreamUrl parse_upstream_url(std::string_view text);
+
+// Inverses of the parsers, for logs and describe(): "16MiB", "4MB", "1000B"; "1m30s", "250ms".
+std::string format_size(std::size_t bytes);
+std::string format_duration(Duration duration);
+
+}  // namespace spanrelay::config

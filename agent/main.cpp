@@ -1,0 +1,82 @@
+// spanrelay: an OTLP trace forwarding agent. Command line, configuration and start-up errors;
+// the pipeline itself is composed in app.cpp.
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <string_view>
+
+#include "app.hpp"
+#include "common/log.hpp"
+#include "config/config.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(Usage: spanrelay [--config FILE] [--validate]
+       spanrelay --version | --help
+
+Accepts OpenTelemetry traces over OTLP/HTTP and forwards them, batched and compressed, to the
+exporters in the configuration (Grafana Cloud, any OTLP/HTTP endpoint, a file).
+
+  --config FILE   YAML configuration. Without it, the embedded default is used: receive on
+                  127.0.0.1:4318 and append spans as OTLP/JSON lines to ./spans.jsonl.
+  --validate      Check the configuration, print it with secrets redacted, and exit.
+  --version       Print the version and exit.
+  --help          Print this help and exit.
+
+Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 2 for a configuration or usage
+error, 1 when the agent cannot start.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool validate = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (arg == "--version") {
+      std::cout << "spanrelay " << SPANRELAY_VERSION << '\n';
+      return 0;
+    }
+    if (arg == "--validate") {
+      validate = true;
+    } else if (arg == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (arg.starts_with("--config=")) {
+      config_path = std::string(arg.substr(std::strlen("--config=")));
+    } else {
+      std::cerr << "spanrelay: unknown or incomplete argument \"" << arg << "\"\n\n" << kUsage;
+      return 2;
+    }
+  }
+
+  spanrelay::config::Config config;
+  try {
+    config = config_path.empty()
+                 ? spanrelay::config::load_string(spanrelay::config::embedded_default(),
+                                                  "<embedded default>")
+                 : spanrelay::config::load_file(config_path);
+  } catch (const std::exception& e) {
+    std::cerr << "spanrelay: invalid configuration: " << e.what() << '\n';
+    return 2;
+  }
+  if (validate) {
+    std::cout << "configuration OK: " << config.source << '\n'
+              << spanrelay::config::describe(config);
+    return 0;
+  }
+
+  spanrelay::init_logging(config.log.level, config.log.json);
+  try {
+    return spanrelay::run_agent(config);
+  } catch (const std::exception& e) {
+    spanrelay::logger("agent")->critical("cannot start: {}", e.what());
+    return 1;
+  }
+}

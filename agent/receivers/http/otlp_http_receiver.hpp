@@ -1,0 +1,29 @@
+#pragma once
+// OTLP/HTTP receiver: POST /v1/traces, protobuf or JSON, gzip/deflate or identity.
+
+#include <memory>
+
+#include "config/config.hpp"
+#include "receivers/http/server.hpp"
+#include "receivers/intake.hpp"
+
+namespace spanrelay::http {
+
+class OtlpHttpReceiver {
+ public:
+  OtlpHttpReceiver(boost::asio::io_context& ioc, const config::HttpReceiver& options,
+                   Intake& intake);
+  void start() { server_.start(); }
+  void stop_accepting() { server_.stop_accepting(); }
+  std::uint16_t port() const noexcept { return server_.port(); }
+
+  // The request handler, exposed for tests.
+  Response handle(Request& request, RequestProblem problem);
+
+ private:
+  config::HttpReceiver options_;
+  Intake& intake_;
+  Server server_;
+};
+
+}  // namespace spanrelay::http

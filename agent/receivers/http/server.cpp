@@ -1,0 +1,209 @@
+#include "receivers/http/server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+
+#include <stdexcept>
+
+#include "common/log.hpp"
+
+namespace spanrelay::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+Response plain_error(beast_http::status status, std::string text, unsigned version) {
+  Response res{status, version};
+  res.set(beast_http::field::content_type, "text/plain");
+  res.body() = std::move(text);
+  res.keep_alive(false);
+  res.prepare_payload();
+  return res;
+}
+
+// One connection, from accept to close. Requests on it are handled one after another.
+asio::awaitable<void> serve(tcp::socket socket, ServerLimits limits, Handler& handler,
+                            std::shared_ptr<void> keep_server_state_alive,
+                            std::atomic<bool>& closing, std::shared_ptr<spdlog::logger> log) {
+  (void)keep_server_state_alive;
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  for (;;) {
+    // Idle wait for the first byte of the next request, then the whole request must arrive
+    // within read_timeout (slow senders are cut off).
+    if (buffer.size() == 0) {
+      stream.expires_after(limits.idle_timeout);
+      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_tuple);
+      if (ec) {
+        break;
+      }
+      buffer.commit(n);
+    }
+    stream.expires_after(limits.read_timeout);
+    beast_http::request_parser<beast_http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+    parser.body_limit(limits.max_body_bytes);
+    auto [hec, hn] = co_await beast_http::async_read_header(stream, buffer, parser, use_tuple);
+    (void)hn;
+    if (hec) {
+      if (hec == beast_http::error::header_limit) {
+        auto res = plain_error(beast_http::status::request_header_fields_too_large,
+                               "request headers too large\n", 11);
+        co_await beast_http::async_write(stream, res, use_tuple);
+      } else if (hec != beast::error::timeout && hec != asio::error::eof &&
+                 hec != asio::error::connection_reset && hec != beast_http::error::end_of_stream) {
+        auto res = plain_error(beast_http::status::bad_request,
+                               "malformed HTTP request: " + hec.message() + "\n", 11);
+        co_await beast_http::async_write(stream, res, use_tuple);
+      }
+      break;
+    }
+    RequestProblem problem = RequestProblem::kNone;
+    const auto& header = parser.get();
+    if (header[beast_http::field::expect] == "100-continue") {
+      // Reject an announced oversized body before the client sends it.
+      if (parser.content_length() && *parser.content_length() > limits.max_body_bytes) {
+        problem = RequestProblem::kBodyTooLarge;
+      } else {
+        beast_http::response<beast_http::empty_body> cont{beast_http::status::continue_,
+                                                          header.version()};
+        auto [cec, cn] = co_await beast_http::async_write(stream, cont, use_tuple);
+        (void)cn;
+        if (cec) {
+          break;
+        }
+      }
+    }
+    if (problem == RequestProblem::kNone) {
+      auto [bec, bn] = co_await beast_http::async_read(stream, buffer, parser, use_tuple);
+      (void)bn;
+      if (bec == beast_http::error::body_limit) {
+        problem = RequestProblem::kBodyTooLarge;
+      } else if (bec) {
+        if (bec != beast::error::timeout && bec != asio::error::eof &&
+            bec != asio::error::connection_reset && bec != beast_http::error::partial_message) {
+          auto res = plain_error(beast_http::status::bad_request,
+                                 "malformed HTTP request: " + bec.message() + "\n", 11);
+          co_await beast_http::async_write(stream, res, use_tuple);
+        }
+        break;
+      }
+    }
+    Request request = parser.release();
+    Response response;
+    try {
+      response = handler(request, problem);
+    } catch (const std::exception& e) {
+      log->error("handler failed: {}", e.what());
+      response = plain_error(beast_http::status::internal_server_error, "internal error\n",
+                             request.version());
+    }
+    // After a framing problem the rest of the stream cannot be trusted: close.
+    const bool keep = problem == RequestProblem::kNone && request.keep_alive() &&
+                      response.keep_alive() && !closing.load(std::memory_order_relaxed);
+    response.version(request.version());
+    response.keep_alive(keep);
+    response.prepare_payload();
+    auto [wec, wn] = co_await beast_http::async_write(stream, response, use_tuple);
+    (void)wn;
+    if (wec || !keep) {
+      break;
+    }
+  }
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream.socket().close(ignored);
+}
+
+}  // namespace
+
+Server::Server(asio::io_context& ioc, std::string name, config::ListenEndpoint endpoint,
+               ServerLimits limits, Handler handler)
+    : ioc_(ioc), name_(std::move(name)), endpoint_(std::move(endpoint)), limits_(limits),
+      handler_(std::move(handler)) {}
+
+Server::~Server() = default;
+
+void Server::start() {
+  if (!endpoint_.unix_path.empty()) {
+    throw std::runtime_error(name_ + ": unix sockets are not supported yet (" + endpoint_.text +
+                             ")");
+  }
+  auto log = logger(name_);
+  beast::error_code ec;
+  tcp::resolver resolver(ioc_);
+  auto results = resolver.resolve(endpoint_.host, std::to_string(endpoint_.port),
+                                  tcp::resolver::passive, ec);
+  if (ec || results.empty()) {
+    throw std::runtime_error(name_ + ": cannot resolve " + endpoint_.text + ": " + ec.message());
+  }
+  const tcp::endpoint ep = results.begin()->endpoint();
+  acceptor_ = std::make_unique<tcp::acceptor>(ioc_);
+  acceptor_->open(ep.protocol(), ec);
+  if (!ec) {
+    acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+    acceptor_->bind(ep, ec);
+  }
+  if (!ec) {
+    acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    throw std::runtime_error(name_ + ": cannot listen on " + endpoint_.text + ": " + ec.message());
+  }
+  port_ = acceptor_->local_endpoint().port();
+  log->info("listening on {}:{}", ep.address().to_string(), port_);
+
+  asio::co_spawn(
+      ioc_,
+      [this, log]() -> asio::awaitable<void> {
+        for (;;) {
+          auto [ec, socket] = co_await acceptor_->async_accept(asio::make_strand(ioc_), use_tuple);
+          if (ec) {
+            if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
+              co_return;
+            }
+            log->warn("accept failed: {}", ec.message());
+            continue;
+          }
+          if (state_->connections.load() >= limits_.max_connections) {
+            static RateLimit limit;
+            std::uint64_t suppressed = 0;
+            if (limit.allow(suppressed)) {
+              log->warn("connection limit ({}) reached; closing new connections ({} more)",
+                        limits_.max_connections, suppressed);
+            }
+            beast::error_code ignored;
+            socket.close(ignored);
+            continue;
+          }
+          state_->connections.fetch_add(1);
+          auto state = state_;
+          auto executor = socket.get_executor();
+          asio::co_spawn(executor,
+                         serve(std::move(socket), limits_, handler_, state, state->closing, log),
+                         [state](std::exception_ptr) { state->connections.fetch_sub(1); });
+        }
+      },
+      asio::detached);
+}
+
+void Server::stop_accepting() {
+  state_->closing.store(true);
+  if (acceptor_) {
+    asio::post(ioc_, [this] {
+      beast::error_code ignored;
+      acceptor_->close(ignored);
+    });
+  }
+}
+
+}  // namespace spanrelay::http

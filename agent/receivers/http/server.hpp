@@ -1,0 +1,69 @@
+#pragma once
+// A small HTTP/1.1 server on Boost.Beast: keep-alive, a timeout on every read and idle wait,
+// caps on connections, header and body size, and "Expect: 100-continue". It parses and
+// frames; what a request means is the Handler's business. Used by the OTLP receiver and the
+// admin endpoint.
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "config/config.hpp"
+
+namespace spanrelay::http {
+
+namespace beast_http = boost::beast::http;
+using Request = beast_http::request<beast_http::string_body>;
+using Response = beast_http::response<beast_http::string_body>;
+
+struct ServerLimits {
+  std::size_t max_connections = 1024;
+  std::size_t max_header_bytes = 16 * 1024;
+  std::size_t max_body_bytes = 16 * 1024 * 1024;  // on the wire
+  config::Duration read_timeout = std::chrono::seconds(30);
+  config::Duration idle_timeout = std::chrono::seconds(120);
+};
+
+// What went wrong before a whole request could be handed over.
+enum class RequestProblem { kNone, kBodyTooLarge };
+
+// Called on the server's io thread for each request (headers always present; body empty when
+// problem != kNone). Must not block. Returns the response to send.
+using Handler = std::function<Response(Request& request, RequestProblem problem)>;
+
+class Server {
+ public:
+  Server(boost::asio::io_context& ioc, std::string name, config::ListenEndpoint endpoint,
+         ServerLimits limits, Handler handler);
+  ~Server();
+
+  // Binds and starts accepting. Throws std::runtime_error naming the endpoint on failure.
+  void start();
+  // Closes the listener; open connections finish their current request and close.
+  void stop_accepting();
+  // The bound TCP port (useful with port 0).
+  std::uint16_t port() const noexcept { return port_; }
+  std::size_t connections() const noexcept { return state_->connections.load(); }
+
+ private:
+  struct State {
+    std::atomic<std::size_t> connections{0};
+    std::atomic<bool> closing{false};
+  };
+  boost::asio::io_context& ioc_;
+  std::string name_;
+  config::ListenEndpoint endpoint_;
+  ServerLimits limits_;
+  Handler handler_;
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::uint16_t port_ = 0;
+};
+
+}  // namespace spanrelay::http

@@ -1,0 +1,82 @@
+#include "receivers/intake.hpp"
+
+#include <thread>
+
+#include "otlp/wire.hpp"
+
+namespace spanrelay {
+
+Intake::Intake(Ring<Chunk>& ring, MemoryBudget& budget, ReceiverStats& stats,
+               std::function<void()> notify_consumer)
+    : ring_(ring), budget_(budget), stats_(stats), notify_(std::move(notify_consumer)),
+      log_(logger("intake")) {}
+
+IntakeResult Intake::submit(std::string&& request) noexcept {
+  IntakeResult r;
+  // Counted in-progress before the closed check, so close() can wait for us.
+  in_progress_.fetch_add(1, std::memory_order_seq_cst);
+  struct Done {
+    std::atomic<int>& n;
+    ~Done() { n.fetch_sub(1, std::memory_order_seq_cst); }
+  } done{in_progress_};
+  if (closed_.load(std::memory_order_seq_cst)) {
+    r.status = IntakeStatus::kShuttingDown;
+    add(stats_.unavailable);
+    return r;
+  }
+  otlp::ScanResult scan = otlp::scan_request(request);
+  if (!scan.ok) {
+    r.status = IntakeStatus::kInvalid;
+    r.error = std::move(scan.error);
+    add(stats_.bad_requests);
+    return r;
+  }
+  try {
+    if (scan.invalid_spans > 0) {
+      request = otlp::drop_invalid_spans(request);
+      r.rejected_spans = scan.invalid_spans;
+      r.error = std::to_string(scan.invalid_spans) +
+                " span(s) rejected: trace id must be 16 bytes and span id 8 bytes, not all zero";
+      add(stats_.rejected_spans, scan.invalid_spans);
+    }
+    const std::uint32_t spans = scan.spans - scan.invalid_spans;
+    r.status = IntakeStatus::kAccepted;
+    if (spans == 0) {
+      return r;  // nothing to forward (an empty request is a valid one)
+    }
+    const std::size_t bytes = request.size();
+    if (!budget_.try_reserve(bytes)) {
+      r.status = IntakeStatus::kFull;
+    } else {
+      Chunk chunk{std::move(request), spans, BudgetLease(&budget_, bytes)};
+      if (ring_.try_push(chunk)) {
+        notify_();
+        r.accepted_spans = spans;
+        add(stats_.accepted_spans, spans);
+        return r;
+      }
+      r.status = IntakeStatus::kFull;
+    }
+    add(stats_.refused_spans, spans);
+    std::uint64_t suppressed = 0;
+    if (full_warning_.allow(suppressed)) {
+      log_->warn("buffer full ({} of {} bytes used): refusing requests with 429/"
+                 "RESOURCE_EXHAUSTED ({} more refusals since the last warning)",
+                 budget_.used(), budget_.limit(), suppressed);
+    }
+    return r;
+  } catch (const std::exception& e) {
+    r.status = IntakeStatus::kFull;  // allocation failure: the client may retry
+    r.error = e.what();
+    return r;
+  }
+}
+
+void Intake::close() noexcept {
+  closed_.store(true, std::memory_order_seq_cst);
+  while (in_progress_.load(std::memory_order_seq_cst) > 0) {
+    std::this_thread::yield();
+  }
+}
+
+}  // namespace spanrelay

@@ -1,0 +1,60 @@
+#pragma once
+// The receivers' common door into the pipeline: validates one request in wire form, drops spans
+// with invalid ids (reported as partial success), reserves memory and pushes to the ring.
+// Every receiver (HTTP now, gRPC later) goes through here, so all share one ring, one budget and
+// one set of counters.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "common/budget.hpp"
+#include "common/log.hpp"
+#include "common/payload.hpp"
+#include "common/stats.hpp"
+#include "ring/ring.hpp"
+
+namespace spanrelay {
+
+enum class IntakeStatus {
+  kAccepted,      // acknowledged (possibly with rejected spans): answer 200 / OK
+  kInvalid,       // undecodable: 400 / INVALID_ARGUMENT, `error` says why
+  kFull,          // buffer full: 429 / RESOURCE_EXHAUSTED, retryable
+  kShuttingDown,  // 503 / UNAVAILABLE
+};
+
+struct IntakeResult {
+  IntakeStatus status = IntakeStatus::kInvalid;
+  std::uint32_t accepted_spans = 0;
+  std::uint32_t rejected_spans = 0;
+  std::string error;  // for kInvalid, and the partial-success message when rejected_spans > 0
+};
+
+// Thread-safe: receivers call submit from any thread.
+class Intake {
+ public:
+  Intake(Ring<Chunk>& ring, MemoryBudget& budget, ReceiverStats& stats,
+         std::function<void()> notify_consumer);
+
+  // `request` is a serialized ExportTraceServiceRequest (already decompressed/converted).
+  IntakeResult submit(std::string&& request) noexcept;
+
+  // After this returns, submit answers kShuttingDown and no submit is still pushing.
+  void close() noexcept;
+  bool closed() const noexcept { return closed_.load(); }
+
+  ReceiverStats& stats() noexcept { return stats_; }
+
+ private:
+  Ring<Chunk>& ring_;
+  MemoryBudget& budget_;
+  ReceiverStats& stats_;
+  std::function<void()> notify_;
+  std::atomic<bool> closed_{false};
+  std::atomic<int> in_progress_{0};
+  std::shared_ptr<spdlog::logger> log_;
+  RateLimit full_warning_;
+};
+
+}  // namespace spanrelay
