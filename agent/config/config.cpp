@@ -1,0 +1,760 @@
+// YAML -> Config. A Reader walks one mapping: typed getters hand out values (after ${VAR}
+// substitution) and register the key as known; finish() rejects every key nobody asked for.
+// Error messages start with "FILE:LINE:COLUMN: key.path: " and never contain a secret.
+#include "config/config.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <utility>
+
+#include <yaml-cpp/yaml.h>
+
+namespace spanrelay::config {
+namespace {
+
+struct Context {
+  std::string source;
+  std::map<std::string, YAML::Mark> marks;  // dotted path -> value position, for cross-checks
+};
+
+std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+
+std::string position(const Context& ctx, const YAML::Mark& mark) {
+  if (mark.is_null()) {
+    return ctx.source + ": ";
+  }
+  return ctx.source + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1) +
+         ": ";
+}
+
+[[noreturn]] void fail(const Context& ctx, const YAML::Mark& mark, std::string_view path,
+                       std::string_view what) {
+  std::string message = position(ctx, mark);
+  if (!path.empty()) {
+    message += std::string(path) + ": ";
+  }
+  throw ConfigError(message + std::string(what));
+}
+
+std::string_view kind_name(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Scalar:
+      return "a single value";
+    default:
+      return "nothing";
+  }
+}
+
+// ASCII only: std::isalnum depends on the locale.
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_alnum(char c) { return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+bool is_env_name(std::string_view name) {
+  const auto ok = [](char c) { return is_alnum(c) || c == '_'; };
+  return !name.empty() && !is_digit(name.front()) && std::all_of(name.begin(), name.end(), ok);
+}
+
+// ${VAR} -> value (unset: error), ${VAR:-default} -> default when unset or empty, $$ -> $.
+// A '$' before anything else is kept. Errors name the variable, never a value.
+std::string expand_env(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '$' || i + 1 == text.size() || (text[i + 1] != '$' && text[i + 1] != '{')) {
+      out += text[i];
+      continue;
+    }
+    if (text[i + 1] == '$') {
+      out += '$';
+      ++i;
+      continue;
+    }
+    const auto close = text.find('}', i + 2);
+    if (close == std::string_view::npos) {
+      throw std::invalid_argument("unterminated ${ (write $$ for a literal $)");
+    }
+    const std::string_view inner = text.substr(i + 2, close - i - 2);
+    const auto fallback = inner.find(":-");
+    const std::string name(inner.substr(0, fallback));
+    if (!is_env_name(name)) {
+      throw std::invalid_argument(quoted(name) +
+                                  " is not an environment variable name (letters, digits, _)");
+    }
+    const char* value = std::getenv(name.c_str());
+    if (fallback != std::string_view::npos) {
+      out +=
+          value != nullptr && *value != '\0' ? std::string_view(value) : inner.substr(fallback + 2);
+    } else if (value == nullptr) {
+      throw std::invalid_argument("environment variable " + name + " is not set (use ${" + name +
+                                  ":-default} for a fallback)");
+    } else {
+      out += value;
+    }
+    i = close;
+  }
+  return out;
+}
+
+// The whole file, or nullopt with errno set. `limit` guards against pointing at /dev/zero.
+std::optional<std::string> read_file(const std::string& path, std::size_t limit) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return std::nullopt;
+  }
+  std::string content;
+  char chunk[8192];
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0 || content.size() + std::size_t(n) > limit) {
+      const int error = n < 0 ? errno : EFBIG;
+      ::close(fd);
+      errno = error;
+      return std::nullopt;
+    }
+    if (n == 0) {
+      break;
+    }
+    content.append(chunk, std::size_t(n));
+  }
+  ::close(fd);
+  return content;
+}
+
+// A position for "this value": the value's own mark, or the key's when the value has none.
+YAML::Mark mark_of(const YAML::Node& value, const YAML::Mark& key_mark) {
+  return value.IsDefined() && !value.Mark().is_null() ? value.Mark() : key_mark;
+}
+
+// The text of a scalar after ${VAR} substitution. Errors never echo the value: it may be secret.
+std::string scalar_text(const Context& ctx, const YAML::Node& value, const std::string& path,
+                        const YAML::Mark& key_mark) {
+  const YAML::Mark mark = mark_of(value, key_mark);
+  if (value.IsNull()) {
+    fail(ctx, mark, path, "needs a value");
+  }
+  if (!value.IsScalar()) {
+    fail(ctx, mark, path, "expected a single value, got " + std::string(kind_name(value)));
+  }
+  try {
+    return expand_env(value.Scalar());
+  } catch (const std::invalid_argument& e) {
+    fail(ctx, mark, path, e.what());
+  }
+}
+
+class Reader {
+ public:
+  // `node` is a map, or null for an empty one ("http:" with no value). `anchor` is where errors
+  // about the map as a whole point: the key holding it.
+  Reader(Context& ctx, const YAML::Node& node, std::string path, const YAML::Mark& anchor)
+      : ctx_(&ctx), path_(std::move(path)), anchor_(anchor) {
+    if (node.IsNull()) {
+      return;
+    }
+    if (!node.IsMap()) {
+      fail(ctx, mark_of(node, anchor), path_,
+           "expected a map, got " + std::string(kind_name(node)));
+    }
+    for (const auto& kv : node) {
+      const YAML::Mark key_mark = kv.first.Mark();
+      if (!kv.first.IsScalar()) {
+        fail(ctx, key_mark, path_,
+             "keys must be plain strings, got " + std::string(kind_name(kv.first)));
+      }
+      const std::string key = kv.first.Scalar();
+      for (const Entry& seen : entries_) {
+        if (seen.key == key) {
+          fail(ctx, key_mark, path_of(key),
+               "duplicate key (first at line " + std::to_string(seen.key_mark.line + 1) + ")");
+        }
+      }
+      entries_.push_back({key, key_mark, kv.second, false});
+    }
+  }
+
+  const std::string& path() const { return path_; }
+  const YAML::Mark& anchor() const { return anchor_; }
+  std::string path_of(std::string_view key) const {
+    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  }
+
+  bool has(std::string_view key) { return find(key) != nullptr; }
+
+  [[noreturn]] void fail_at(std::string_view key, std::string_view what) {
+    const Entry* entry = find(key);
+    fail(*ctx_, entry != nullptr ? mark_of(entry->value, entry->key_mark) : anchor_, path_of(key),
+         what);
+  }
+
+  void require(std::string_view key, std::string_view expected) {
+    if (!has(key)) {
+      fail(*ctx_, anchor_, path_of(key), "is required (" + std::string(expected) + ")");
+    }
+  }
+
+  // Keys that are valid elsewhere but not here (e.g. `path` on an otlp_http exporter).
+  void reject(std::initializer_list<std::string_view> keys, std::string_view why) {
+    for (const Entry& entry : entries_) {
+      if (std::find(keys.begin(), keys.end(), entry.key) != keys.end()) {
+        fail(*ctx_, entry.key_mark, path_of(entry.key), why);
+      }
+    }
+  }
+
+  // The typed getters leave `out` (holding the default) alone when the key is absent, and return
+  // whether it was present. `parse` maps the substituted text to a value or throws
+  // std::invalid_argument, whose message follows "FILE:LINE:COL: key.path: ".
+  template <typename T, typename Parse>
+  bool get(std::string_view key, T& out, Parse&& parse) {
+    Entry* entry = find(key);
+    if (entry == nullptr) {
+      return false;
+    }
+    const std::string path = path_of(key);
+    const YAML::Mark mark = mark_of(entry->value, entry->key_mark);
+    const std::string text = scalar_text(*ctx_, entry->value, path, entry->key_mark);
+    try {
+      out = parse(text);
+    } catch (const std::invalid_argument& e) {
+      fail(*ctx_, mark, path, e.what());
+    }
+    ctx_->marks[path] = mark;
+    return true;
+  }
+
+  bool get_string(std::string_view key, std::string& out, bool allow_empty = true) {
+    return get(key, out, [&](const std::string& text) {
+      if (text.empty() && !allow_empty) {
+        throw std::invalid_argument("must not be empty");
+      }
+      return text;
+    });
+  }
+
+  bool get_size(std::string_view key, std::size_t& out, std::size_t min) {
+    return get(key, out, [&](const std::string& text) {
+      const std::size_t size = parse_size(text);
+      if (size < min) {
+        throw std::invalid_argument(format_size(size) + " is too small (minimum " +
+                                    format_size(min) + ")");
+      }
+      return size;
+    });
+  }
+
+  bool get_count(std::string_view key, std::size_t& out, std::size_t min, std::size_t max) {
+    return get(key, out, [&](const std::string& text) {
+      const std::string range =
+          "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+      if (text.empty() || text.size() > 19 || !std::all_of(text.begin(), text.end(), is_digit)) {
+        throw std::invalid_argument(quoted(text) + " is not " + range);
+      }
+      const std::size_t count = std::stoull(text);
+      if (count < min || count > max) {
+        throw std::invalid_argument(text + " is out of range (" + range + ")");
+      }
+      return count;
+    });
+  }
+
+  // Every duration in the config is a timeout or interval: zero makes no sense.
+  bool get_duration(std::string_view key, Duration& out) {
+    return get(key, out, [](const std::string& text) {
+      const Duration duration = parse_duration(text);
+      if (duration <= Duration::zero()) {
+        throw std::invalid_argument(quoted(text) + " must be greater than 0 (at least 1ms)");
+      }
+      return duration;
+    });
+  }
+
+  bool get_bool(std::string_view key, bool& out) {
+    return get(key, out, [](const std::string& text) {
+      if (text != "true" && text != "false") {
+        throw std::invalid_argument(quoted(text) + " is not a boolean (use true or false)");
+      }
+      return text == "true";
+    });
+  }
+
+  template <typename T>
+  bool get_enum(std::string_view key, T& out,
+                std::initializer_list<std::pair<std::string_view, T>> choices) {
+    return get(key, out, [&](const std::string& text) {
+      std::string names;
+      for (const auto& [name, value] : choices) {
+        if (name == text) {
+          return value;
+        }
+        names += (names.empty() ? "" : ", ") + std::string(name);
+      }
+      throw std::invalid_argument(quoted(text) + " is not one of: " + names);
+    });
+  }
+
+  bool get_listen(std::string_view key, ListenEndpoint& out) {
+    return get(key, out, [](const std::string& text) { return parse_listen_endpoint(text); });
+  }
+
+  // A nested map; nullopt when the key is absent.
+  std::optional<Reader> child(std::string_view key) {
+    Entry* entry = find(key);
+    if (entry == nullptr) {
+      return std::nullopt;
+    }
+    ctx_->marks[path_of(key)] = entry->key_mark;
+    return Reader(*ctx_, entry->value, path_of(key), entry->key_mark);
+  }
+
+  // For maps keyed by user-chosen names (exporters, headers): f(key, key_mark, value, path) for
+  // every entry, in file order.
+  void each(const std::function<void(const std::string&, const YAML::Mark&, const YAML::Node&,
+                                     const std::string&)>& f) {
+    for (Entry& entry : entries_) {
+      entry.used = true;
+      f(entry.key, entry.key_mark, entry.value, path_of(entry.key));
+    }
+  }
+
+  bool empty() const { return entries_.empty(); }
+
+  void finish() {
+    for (const Entry& entry : entries_) {
+      if (!entry.used) {
+        std::string known;
+        for (const std::string& name : known_) {
+          known += (known.empty() ? "" : ", ") + name;
+        }
+        fail(*ctx_, entry.key_mark, path_of(entry.key), "unknown key (known: " + known + ")");
+      }
+    }
+  }
+
+ private:
+  struct Entry {
+    std::string key;
+    YAML::Mark key_mark;
+    YAML::Node value;
+    bool used = false;
+  };
+
+  // Registers `key` as known (for the finish() message) and marks its entry used.
+  Entry* find(std::string_view key) {
+    if (std::find(known_.begin(), known_.end(), key) == known_.end()) {
+      known_.emplace_back(key);
+    }
+    for (Entry& entry : entries_) {
+      if (entry.key == key) {
+        entry.used = true;
+        return &entry;
+      }
+    }
+    return nullptr;
+  }
+
+  Context* ctx_;
+  std::string path_;
+  YAML::Mark anchor_;
+  std::vector<Entry> entries_;
+  std::vector<std::string> known_;
+};
+
+bool is_exporter_name(std::string_view name) {
+  const auto ok = [](char c) { return is_alnum(c) || c == '_' || c == '-'; };
+  return !name.empty() && std::all_of(name.begin(), name.end(), ok);
+}
+
+// RFC 9110 token.
+bool is_http_token(std::string_view name) {
+  static constexpr std::string_view extra = "!#$%&'*+-.^_`|~";
+  const auto ok = [](char c) { return is_alnum(c) || extra.find(c) != std::string_view::npos; };
+  return !name.empty() && std::all_of(name.begin(), name.end(), ok);
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+void read_http_receiver(Reader& r, HttpReceiver& http) {
+  http.enabled = true;
+  r.get_listen("endpoint", http.endpoint);
+  r.get_size("max_request_bytes", http.max_request_bytes, KiB);
+  r.get_count("max_connections", http.max_connections, 1, 1'000'000);
+  r.get_size("max_header_bytes", http.max_header_bytes, KiB);
+  r.get_duration("read_timeout", http.read_timeout);
+  r.get_duration("idle_timeout", http.idle_timeout);
+  r.finish();
+}
+
+void read_auth(Context& ctx, Reader& r, Auth& auth) {
+  auth.enabled = true;
+  r.require("username", "the user or instance ID, e.g. \"123456\"");
+  r.get("username", auth.username, [](const std::string& text) {
+    if (text.empty() || text.find(':') != std::string::npos) {
+      throw std::invalid_argument("must be non-empty and must not contain ':'");
+    }
+    return text;
+  });
+  const bool from_env = r.has("password_env");
+  const bool from_file = r.has("password_file");
+  if (from_env && from_file) {
+    r.fail_at("password_file", "set only one of password_env and password_file");
+  }
+  if (!from_env && !from_file) {
+    fail(ctx, r.anchor(), r.path(),
+         "needs password_env (an environment variable name) or password_file (a path)");
+  }
+  if (from_env) {
+    std::string name;
+    r.get("password_env", name, [](const std::string& text) {
+      if (!is_env_name(text)) {
+        throw std::invalid_argument(quoted(text) +
+                                    " is not an environment variable name (letters, digits, _)");
+      }
+      return text;
+    });
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr || *value == '\0') {
+      r.fail_at("password_env", "environment variable " + name + " is not set or is empty");
+    }
+    auth.password = value;
+    auth.password_source = "env " + name;
+  } else {
+    std::string path;
+    r.get_string("password_file", path, false);
+    const auto content = read_file(path, 64 * KiB);
+    if (!content) {
+      r.fail_at("password_file", "cannot read " + path + ": " + std::strerror(errno));
+    }
+    auth.password = *content;
+    while (!auth.password.empty() &&
+           std::isspace(static_cast<unsigned char>(auth.password.back()))) {
+      auth.password.pop_back();
+    }
+    if (auth.password.empty()) {
+      r.fail_at("password_file", path + " is empty");
+    }
+    auth.password_source = "file " + path;
+  }
+  r.finish();
+}
+
+void read_headers(Context& ctx, Reader& r, Exporter& exporter) {
+  r.each([&](const std::string& name, const YAML::Mark& key_mark, const YAML::Node& value,
+             const std::string& path) {
+    if (!is_http_token(name)) {
+      fail(ctx, key_mark, path, "is not a valid HTTP header name");
+    }
+    const std::string lowered = lower(name);
+    // spanrelay writes these itself; a second copy would corrupt the request framing.
+    static constexpr std::string_view reserved[] = {
+        "host",      "content-length", "content-type", "content-encoding", "transfer-encoding",
+        "connection"};
+    if (std::find(std::begin(reserved), std::end(reserved), lowered) != std::end(reserved)) {
+      fail(ctx, key_mark, path, "is set by spanrelay and cannot be configured");
+    }
+    if (lowered == "authorization" && exporter.auth.enabled) {
+      fail(ctx, key_mark, path, "conflicts with auth: (use one or the other)");
+    }
+    for (const auto& [seen, unused] : exporter.headers) {
+      if (lower(seen) == lowered) {
+        fail(ctx, key_mark, path, "duplicate header (names are case-insensitive)");
+      }
+    }
+    std::string text = scalar_text(ctx, value, path, key_mark);
+    if (text.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+      fail(ctx, mark_of(value, key_mark), path,
+           "the value must not contain CR, LF or NUL characters");
+    }
+    exporter.headers.emplace_back(name, std::move(text));
+  });
+}
+
+void read_retry(Context& ctx, Reader& r, Retry& retry) {
+  const bool initial_set = r.get_duration("initial_interval", retry.initial_interval);
+  r.get_duration("max_interval", retry.max_interval);
+  r.get_duration("max_elapsed", retry.max_elapsed);
+  r.get_bool("enabled", retry.enabled);
+  r.finish();
+  if (retry.initial_interval > retry.max_interval) {
+    const std::string which = initial_set ? "initial_interval" : "max_interval";
+    const std::string path = r.path_of(which);
+    fail(ctx, ctx.marks[path], path,
+         "retry.initial_interval (" + format_duration(retry.initial_interval) +
+             ") must not exceed retry.max_interval (" + format_duration(retry.max_interval) + ")");
+  }
+}
+
+void read_tls(Reader& r, Tls& tls) {
+  if (r.get_string("ca_file", tls.ca_file) && !tls.ca_file.empty() &&
+      ::access(tls.ca_file.c_str(), R_OK) != 0) {
+    r.fail_at("ca_file", "cannot read " + tls.ca_file + ": " + std::strerror(errno));
+  }
+  r.get_bool("insecure_skip_verify", tls.insecure_skip_verify);
+  r.get_string("server_name", tls.server_name);
+  r.finish();
+}
+
+Exporter read_exporter(Context& ctx, Reader& r, const std::string& name) {
+  Exporter exporter;
+  exporter.name = name;
+  r.require("type", "otlp_http or file");
+  r.get_enum("type", exporter.type,
+             {{"otlp_http", ExporterType::otlp_http}, {"file", ExporterType::file}});
+  if (exporter.type == ExporterType::file) {
+    r.require("path", "where to write the spans, e.g. ./spans.jsonl");
+    r.get_string("path", exporter.path, false);
+    r.reject(
+        {"endpoint", "compression", "auth", "headers", "timeout", "retry", "tls", "max_in_flight"},
+        "only valid for type: otlp_http");
+    r.finish();
+    return exporter;
+  }
+  r.reject({"path"}, "only valid for type: file");
+  r.require("endpoint", "the OTLP/HTTP base URL, e.g. https://host/otlp");
+  r.get("endpoint", exporter.endpoint,
+        [](const std::string& text) { return parse_upstream_url(text); });
+  r.get_enum("compression", exporter.gzip, {{"gzip", true}, {"none", false}});
+  if (auto auth = r.child("auth")) {
+    read_auth(ctx, *auth, exporter.auth);
+  }
+  if (auto headers = r.child("headers")) {
+    read_headers(ctx, *headers, exporter);
+  }
+  r.get_duration("timeout", exporter.timeout);
+  if (auto retry = r.child("retry")) {
+    read_retry(ctx, *retry, exporter.retry);
+  }
+  if (auto tls = r.child("tls")) {
+    read_tls(*tls, exporter.tls);
+  }
+  r.get_count("max_in_flight", exporter.max_in_flight, 1, 64);
+  r.finish();
+  return exporter;
+}
+
+void read_exporters(Context& ctx, Reader& r, std::vector<Exporter>& exporters) {
+  if (r.empty()) {
+    fail(ctx, r.anchor(), r.path(),
+         "at least one exporter is required (see config/examples/grafana-cloud.yaml)");
+  }
+  r.each([&](const std::string& name, const YAML::Mark& key_mark, const YAML::Node& value,
+             const std::string& path) {
+    if (!is_exporter_name(name)) {
+      fail(ctx, key_mark, r.path(),
+           "exporter name " + quoted(name) + " must be letters, digits, _ or - (not empty)");
+    }
+    Reader exporter(ctx, value, path, key_mark);
+    exporters.push_back(read_exporter(ctx, exporter, name));
+  });
+}
+
+bool same_address(const ListenEndpoint& a, const ListenEndpoint& b) {
+  if (!a.unix_path.empty() || !b.unix_path.empty()) {
+    return a.unix_path == b.unix_path;
+  }
+  return a.port != 0 && a.port == b.port && a.host == b.host;
+}
+
+Config read_config(Context& ctx, const YAML::Node& root) {
+  if (root.IsNull()) {
+    fail(ctx, YAML::Mark::null_mark(), "",
+         "the config is empty (see config/examples/grafana-cloud.yaml)");
+  }
+  Config config;
+  config.source = ctx.source;
+  Reader r(ctx, root, "", root.Mark());
+
+  if (auto receivers = r.child("receivers")) {
+    if (auto http = receivers->child("http")) {
+      read_http_receiver(*http, config.receivers.http);
+    }
+    receivers->finish();
+    if (!config.receivers.http.enabled) {
+      fail(ctx, receivers->anchor(), "receivers",
+           "no receiver is enabled (add http: {} or remove receivers: for the default)");
+    }
+  } else {
+    config.receivers.http.enabled = true;
+  }
+
+  if (auto buffer = r.child("buffer")) {
+    buffer->get_size("max_bytes", config.buffer.max_bytes, KiB);
+    buffer->get_count("max_chunks", config.buffer.max_chunks, 1, std::size_t(1) << 32);
+    buffer->finish();
+  }
+  if (auto batch = r.child("batch")) {
+    batch->get_count("max_spans", config.batch.max_spans, 1, std::size_t(1) << 32);
+    batch->get_size("max_bytes", config.batch.max_bytes, KiB);
+    batch->get_duration("timeout", config.batch.timeout);
+    batch->finish();
+  }
+  if (config.buffer.max_bytes < config.batch.max_bytes) {
+    const std::string why = "buffer.max_bytes (" + format_size(config.buffer.max_bytes) +
+                            ") must be at least batch.max_bytes (" +
+                            format_size(config.batch.max_bytes) +
+                            "): a full batch must fit in the buffer";
+    const std::string path =
+        ctx.marks.contains("buffer.max_bytes") ? "buffer.max_bytes" : "batch.max_bytes";
+    fail(ctx, ctx.marks[path], path, why);
+  }
+
+  if (auto exporters = r.child("exporters")) {
+    read_exporters(ctx, *exporters, config.exporters);
+  } else {
+    fail(ctx, r.anchor(), "exporters",
+         "at least one exporter is required (see config/examples/grafana-cloud.yaml)");
+  }
+
+  if (auto log = r.child("log")) {
+    log->get_enum("level", config.log.level,
+                  {{"trace", std::string("trace")},
+                   {"debug", std::string("debug")},
+                   {"info", std::string("info")},
+                   {"warn", std::string("warn")},
+                   {"error", std::string("error")},
+                   {"off", std::string("off")}});
+    log->get_enum("format", config.log.json, {{"text", false}, {"json", true}});
+    log->finish();
+  }
+
+  if (auto admin = r.child("admin")) {
+    config.admin.enabled = true;
+    admin->get_listen("endpoint", config.admin.endpoint);
+    admin->finish();
+    if (config.receivers.http.enabled &&
+        same_address(config.admin.endpoint, config.receivers.http.endpoint)) {
+      admin->fail_at("endpoint", "the same address as receivers.http.endpoint");
+    }
+  }
+
+  r.get_duration("shutdown_timeout", config.shutdown_timeout);
+  r.finish();
+  return config;
+}
+
+}  // namespace
+
+Config load_string(std::string_view yaml, const std::string& source_name) {
+  Context ctx{source_name, {}};
+  try {
+    return read_config(ctx, YAML::Load(std::string(yaml)));
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(position(ctx, e.mark) + "invalid YAML: " + e.msg);
+  }
+}
+
+Config load_file(const std::string& path) {
+  const auto content = read_file(path, 16 * MiB);
+  if (!content) {
+    throw ConfigError("cannot read config file " + path + ": " + std::strerror(errno));
+  }
+  return load_string(*content, path);
+}
+
+std::string describe(const Config& config) {
+  std::string out;
+  const auto line = [&](int indent, std::string_view key, std::string_view value) {
+    out += std::string(std::size_t(indent) * 2, ' ') + std::string(key) + ":";
+    out += value.empty() ? "\n" : " " + std::string(value) + "\n";
+  };
+  const auto flag = [](bool value) { return value ? "true" : "false"; };
+
+  line(0, "source", config.source);
+  line(0, "receivers", "");
+  const HttpReceiver& http = config.receivers.http;
+  if (http.enabled) {
+    line(1, "http", "");
+    line(2, "endpoint", http.endpoint.text);
+    line(2, "max_request_bytes", format_size(http.max_request_bytes));
+    line(2, "max_connections", std::to_string(http.max_connections));
+    line(2, "max_header_bytes", format_size(http.max_header_bytes));
+    line(2, "read_timeout", format_duration(http.read_timeout));
+    line(2, "idle_timeout", format_duration(http.idle_timeout));
+  } else {
+    line(1, "http", "disabled");
+  }
+  line(0, "buffer", "");
+  line(1, "max_bytes", format_size(config.buffer.max_bytes));
+  line(1, "max_chunks", std::to_string(config.buffer.max_chunks));
+  line(0, "batch", "");
+  line(1, "max_spans", std::to_string(config.batch.max_spans));
+  line(1, "max_bytes", format_size(config.batch.max_bytes));
+  line(1, "timeout", format_duration(config.batch.timeout));
+
+  line(0, "exporters", "");
+  for (const Exporter& e : config.exporters) {
+    line(1, e.name, "");
+    if (e.type == ExporterType::file) {
+      line(2, "type", "file");
+      line(2, "path", e.path);
+      continue;
+    }
+    line(2, "type", "otlp_http");
+    const std::string host = e.endpoint.host.find(':') != std::string::npos
+                                 ? "[" + e.endpoint.host + "]"
+                                 : e.endpoint.host;
+    line(2, "endpoint",
+         e.endpoint.text + " (POST " + (e.endpoint.tls ? "https://" : "http://") + host + ":" +
+             std::to_string(e.endpoint.port) + e.endpoint.traces_target + ")");
+    line(2, "compression", e.gzip ? "gzip" : "none");
+    line(2, "auth",
+         e.auth.enabled ? "username: " + e.auth.username + ", password: <redacted, from " +
+                              e.auth.password_source + ">"
+                        : "none");
+    if (e.headers.empty()) {
+      line(2, "headers", "none");
+    } else {
+      line(2, "headers", "");
+      for (const auto& [name, value] : e.headers) {
+        line(3, name, "<redacted>");
+      }
+    }
+    line(2, "timeout", format_duration(e.timeout));
+    line(2, "retry", "");
+    line(3, "enabled", flag(e.retry.enabled));
+    line(3, "initial_interval", format_duration(e.retry.initial_interval));
+    line(3, "max_interval", format_duration(e.retry.max_interval));
+    line(3, "max_elapsed", format_duration(e.retry.max_elapsed));
+    line(2, "tls", e.endpoint.tls ? "" : "not used (http://)");
+    if (e.endpoint.tls) {
+      line(3, "ca_file", e.tls.ca_file.empty() ? "<system trust store>" : e.tls.ca_file);
+      line(3, "insecure_skip_verify", flag(e.tls.insecure_skip_verify));
+      line(3, "server_name", e.tls.server_name.empty() ? "<endpoint host>" : e.tls.server_name);
+    }
+    line(2, "max_in_flight", std::to_string(e.max_in_flight));
+  }
+
+  line(0, "log", "");
+  line(1, "level", config.log.level);
+  line(1, "format", config.log.json ? "json" : "text");
+  if (config.admin.enabled) {
+    line(0, "admin", "");
+    line(1, "endpoint", config.admin.endpoint.text);
+  } else {
+    line(0, "admin", "disabled");
+  }
+  line(0, "shutdown_timeout", format_duration(config.shutdown_timeout));
+  return out;
+}
+
+}  // namespace spanrelay::config
