@@ -15,17 +15,31 @@
 #include "batcher/batcher.hpp"
 #include "common/log.hpp"
 #include "exporters/file/file_exporter.hpp"
-#include "exporters/otlp_http/otlp_http_exporter.hpp"
+#include "exporters/otlp_grpc/grpc_sender.hpp"
+#include "exporters/otlp_http/http_sender.hpp"
+#include "exporters/queued_exporter.hpp"
+#include "receivers/grpc/otlp_grpc_receiver.hpp"
 #include "receivers/http/otlp_http_receiver.hpp"
 #include "receivers/intake.hpp"
 
 namespace spanrelay {
 namespace {
 
-std::unique_ptr<Exporter> make_exporter(const config::Exporter& e) {
+std::unique_ptr<Exporter> make_exporter(config::Exporter e, const config::Config& c) {
+  if (e.max_queue_bytes == 0) {
+    e.max_queue_bytes = c.buffer.max_bytes / c.exporters.size();
+  }
   switch (e.type) {
     case config::ExporterType::otlp_http:
-      return std::make_unique<OtlpHttpExporter>(e);
+      return std::make_unique<QueuedExporter>(e, [](boost::asio::io_context& ioc,
+                                                    const config::Exporter& o) {
+        return std::make_unique<HttpSender>(ioc, o);
+      });
+    case config::ExporterType::otlp_grpc:
+      return std::make_unique<QueuedExporter>(e, [](boost::asio::io_context& ioc,
+                                                    const config::Exporter& o) {
+        return std::make_unique<GrpcSender>(ioc, o);
+      });
     case config::ExporterType::file:
       return std::make_unique<FileExporter>(e);
   }
@@ -38,7 +52,7 @@ struct Pipeline {
         batcher(ring, c.batch, [this](BatchPtr b) { fan_out(std::move(b)); }, batcher_stats),
         intake(ring, budget, receiver_stats, [this] { batcher.notify(); }) {
     for (const auto& e : c.exporters) {
-      exporters.push_back(make_exporter(e));
+      exporters.push_back(make_exporter(e, c));
     }
   }
 
@@ -133,6 +147,10 @@ int run_agent(const config::Config& config) {
     http_receiver =
         std::make_unique<http::OtlpHttpReceiver>(ioc, config.receivers.http, pipeline.intake);
   }
+  std::unique_ptr<OtlpGrpcReceiver> grpc_receiver;
+  if (config.receivers.grpc.enabled) {
+    grpc_receiver = std::make_unique<OtlpGrpcReceiver>(config.receivers.grpc, pipeline.intake);
+  }
   std::unique_ptr<AdminServer> admin;
   if (config.admin.enabled) {
     admin = std::make_unique<AdminServer>(
@@ -147,6 +165,9 @@ int run_agent(const config::Config& config) {
   pipeline.batcher.start();
   if (http_receiver) {
     http_receiver->start();
+  }
+  if (grpc_receiver) {
+    grpc_receiver->start();
   }
   if (admin) {
     admin->start();
@@ -174,6 +195,12 @@ int run_agent(const config::Config& config) {
     http_receiver->stop_accepting();
   }
   pipeline.intake.close();
+  // gRPC calls that arrived meanwhile have been answered UNAVAILABLE; wait briefly for those in
+  // flight, then cancel the rest.
+  if (grpc_receiver) {
+    grpc_receiver->shutdown(std::min(deadline, std::chrono::steady_clock::now() +
+                                                   std::chrono::seconds(1)));
+  }
   // 2. Flush the ring and the pending batch to the exporters.
   pipeline.batcher.stop();
   // 3. Deliver what is queued and in flight, until the deadline.

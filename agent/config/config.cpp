@@ -405,6 +405,29 @@ void read_http_receiver(Reader& r, HttpReceiver& http) {
   r.finish();
 }
 
+void read_grpc_receiver(Reader& r, GrpcReceiver& grpc) {
+  grpc.enabled = true;
+  r.get_listen("endpoint", grpc.endpoint);
+  r.get("max_message_bytes", grpc.max_message_bytes, [](const std::string& text) {
+    // gRPC takes the limit as an int; a single OTLP request of a gigabyte is already absurd.
+    const std::size_t size = parse_size(text);
+    if (size < KiB) {
+      throw std::invalid_argument(format_size(size) + " is too small (minimum 1KiB)");
+    }
+    if (size > GiB) {
+      throw std::invalid_argument(format_size(size) + " is too large (maximum 1GiB)");
+    }
+    return size;
+  });
+  r.get_count("max_concurrent_streams", grpc.max_concurrent_streams, 1, 1'000'000);
+  if (auto keepalive = r.child("keepalive")) {
+    keepalive->get_duration("time", grpc.keepalive.time);
+    keepalive->get_duration("timeout", grpc.keepalive.timeout);
+    keepalive->finish();
+  }
+  r.finish();
+}
+
 void read_auth(Context& ctx, Reader& r, Auth& auth) {
   auth.enabled = true;
   r.require("username", "the user or instance ID, e.g. \"123456\"");
@@ -517,22 +540,33 @@ void read_tls(Reader& r, Tls& tls) {
 Exporter read_exporter(Context& ctx, Reader& r, const std::string& name) {
   Exporter exporter;
   exporter.name = name;
-  r.require("type", "otlp_http or file");
+  r.require("type", "otlp_http, otlp_grpc or file");
   r.get_enum("type", exporter.type,
-             {{"otlp_http", ExporterType::otlp_http}, {"file", ExporterType::file}});
+             {{"otlp_http", ExporterType::otlp_http},
+              {"otlp_grpc", ExporterType::otlp_grpc},
+              {"file", ExporterType::file}});
   if (exporter.type == ExporterType::file) {
     r.require("path", "where to write the spans, e.g. ./spans.jsonl");
     r.get_string("path", exporter.path, false);
+    r.get_size("max_queue_bytes", exporter.max_queue_bytes, 0);
     r.reject(
         {"endpoint", "compression", "auth", "headers", "timeout", "retry", "tls", "max_in_flight"},
-        "only valid for type: otlp_http");
+        "only valid for type: otlp_http and otlp_grpc");
     r.finish();
     return exporter;
   }
   r.reject({"path"}, "only valid for type: file");
-  r.require("endpoint", "the OTLP/HTTP base URL, e.g. https://host/otlp");
-  r.get("endpoint", exporter.endpoint,
-        [](const std::string& text) { return parse_upstream_url(text); });
+  const bool grpc = exporter.type == ExporterType::otlp_grpc;
+  r.require("endpoint", grpc ? "the OTLP/gRPC URL, e.g. https://tempo.example.com:4317"
+                             : "the OTLP/HTTP base URL, e.g. https://host/otlp");
+  r.get("endpoint", exporter.endpoint, [grpc](const std::string& text) {
+    UpstreamUrl url = parse_upstream_url(text);
+    if (grpc && url.traces_target != "/v1/traces") {
+      throw std::invalid_argument(quoted(text) +
+                                  ": an otlp_grpc endpoint has no path (use scheme://host:port)");
+    }
+    return url;
+  });
   r.get_enum("compression", exporter.gzip, {{"gzip", true}, {"none", false}});
   if (auto auth = r.child("auth")) {
     read_auth(ctx, *auth, exporter.auth);
@@ -548,6 +582,7 @@ Exporter read_exporter(Context& ctx, Reader& r, const std::string& name) {
     read_tls(*tls, exporter.tls);
   }
   r.get_count("max_in_flight", exporter.max_in_flight, 1, 64);
+  r.get_size("max_queue_bytes", exporter.max_queue_bytes, 0);
   r.finish();
   return exporter;
 }
@@ -588,8 +623,15 @@ Config read_config(Context& ctx, const YAML::Node& root) {
     if (auto http = receivers->child("http")) {
       read_http_receiver(*http, config.receivers.http);
     }
+    if (auto grpc = receivers->child("grpc")) {
+      read_grpc_receiver(*grpc, config.receivers.grpc);
+      if (config.receivers.http.enabled &&
+          same_address(config.receivers.grpc.endpoint, config.receivers.http.endpoint)) {
+        grpc->fail_at("endpoint", "the same address as receivers.http.endpoint");
+      }
+    }
     receivers->finish();
-    if (!config.receivers.http.enabled) {
+    if (!config.receivers.http.enabled && !config.receivers.grpc.enabled) {
       fail(ctx, receivers->anchor(), "receivers",
            "no receiver is enabled (add http: {} or remove receivers: for the default)");
     }
@@ -645,6 +687,10 @@ Config read_config(Context& ctx, const YAML::Node& root) {
         same_address(config.admin.endpoint, config.receivers.http.endpoint)) {
       admin->fail_at("endpoint", "the same address as receivers.http.endpoint");
     }
+    if (config.receivers.grpc.enabled &&
+        same_address(config.admin.endpoint, config.receivers.grpc.endpoint)) {
+      admin->fail_at("endpoint", "the same address as receivers.grpc.endpoint");
+    }
   }
 
   r.get_duration("shutdown_timeout", config.shutdown_timeout);
@@ -693,6 +739,18 @@ std::string describe(const Config& config) {
   } else {
     line(1, "http", "disabled");
   }
+  const GrpcReceiver& grpc = config.receivers.grpc;
+  if (grpc.enabled) {
+    line(1, "grpc", "");
+    line(2, "endpoint", grpc.endpoint.text);
+    line(2, "max_message_bytes", format_size(grpc.max_message_bytes));
+    line(2, "max_concurrent_streams", std::to_string(grpc.max_concurrent_streams));
+    line(2, "keepalive", "");
+    line(3, "time", format_duration(grpc.keepalive.time));
+    line(3, "timeout", format_duration(grpc.keepalive.timeout));
+  } else {
+    line(1, "grpc", "disabled");
+  }
   line(0, "buffer", "");
   line(1, "max_bytes", format_size(config.buffer.max_bytes));
   line(1, "max_chunks", std::to_string(config.buffer.max_chunks));
@@ -709,13 +767,15 @@ std::string describe(const Config& config) {
       line(2, "path", e.path);
       continue;
     }
-    line(2, "type", "otlp_http");
+    const bool grpc = e.type == ExporterType::otlp_grpc;
+    line(2, "type", grpc ? "otlp_grpc" : "otlp_http");
     const std::string host = e.endpoint.host.find(':') != std::string::npos
                                  ? "[" + e.endpoint.host + "]"
                                  : e.endpoint.host;
     line(2, "endpoint",
-         e.endpoint.text + " (POST " + (e.endpoint.tls ? "https://" : "http://") + host + ":" +
-             std::to_string(e.endpoint.port) + e.endpoint.traces_target + ")");
+         grpc ? e.endpoint.text + " (" + (e.endpoint.tls ? "TLS" : "plaintext") + ")"
+             : e.endpoint.text + " (POST " + (e.endpoint.tls ? "https://" : "http://") + host +
+                   ":" + std::to_string(e.endpoint.port) + e.endpoint.traces_target + ")");
     line(2, "compression", e.gzip ? "gzip" : "none");
     line(2, "auth",
          e.auth.enabled ? "username: " + e.auth.username + ", password: <redacted, from " +
@@ -742,6 +802,8 @@ std::string describe(const Config& config) {
       line(3, "server_name", e.tls.server_name.empty() ? "<endpoint host>" : e.tls.server_name);
     }
     line(2, "max_in_flight", std::to_string(e.max_in_flight));
+    line(2, "max_queue_bytes",
+         e.max_queue_bytes == 0 ? "auto" : format_size(e.max_queue_bytes));
   }
 
   line(0, "log", "");

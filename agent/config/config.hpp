@@ -45,8 +45,22 @@ struct HttpReceiver {
   Duration idle_timeout = 120s;  // keep-alive connection with no request
 };
 
+struct GrpcKeepalive {
+  Duration time = 2h;      // ping a connection after this long without activity
+  Duration timeout = 20s;  // close it when the ping is not answered within this
+};
+
+struct GrpcReceiver {
+  bool enabled = false;  // true when receivers.grpc is present
+  ListenEndpoint endpoint{"127.0.0.1", 4317, "", "127.0.0.1:4317"};
+  std::size_t max_message_bytes = 4 * MiB;  // one request message, after decompression
+  std::size_t max_concurrent_streams = 100;  // per HTTP/2 connection
+  GrpcKeepalive keepalive;
+};
+
 struct Receivers {
   HttpReceiver http;
+  GrpcReceiver grpc;
 };
 
 struct Buffer {
@@ -89,13 +103,13 @@ struct UpstreamUrl {
   std::string text;           // as written
 };
 
-enum class ExporterType { otlp_http, file };
+enum class ExporterType { otlp_http, otlp_grpc, file };
 
 struct Exporter {
   std::string name;  // key under exporters:
   ExporterType type = ExporterType::otlp_http;
 
-  // otlp_http
+  // otlp_http and otlp_grpc (for gRPC the URL has no path: http:// = plaintext, https:// = TLS)
   UpstreamUrl endpoint;
   bool gzip = true;  // compression: gzip | none
   Auth auth;
@@ -104,6 +118,10 @@ struct Exporter {
   Retry retry;
   Tls tls;
   std::size_t max_in_flight = 4;  // concurrent requests (and connections) to the upstream
+  // Batches waiting in this exporter's queue (not yet in flight). Past it the oldest batch is
+  // dropped and counted, so a dead upstream cannot hold the memory the others need.
+  // 0 = automatic: buffer.max_bytes divided by the number of exporters.
+  std::size_t max_queue_bytes = 0;
 
   // file
   std::string path;

@@ -1,4 +1,4 @@
-#include "exporters/otlp_http/retry.hpp"
+#include "exporters/retry.hpp"
 
 #include <algorithm>
 #include <charconv>

@@ -1,7 +1,7 @@
 #pragma once
 // The receivers' common door into the pipeline: validates one request in wire form, drops spans
 // with invalid ids (reported as partial success), reserves memory and pushes to the ring.
-// Every receiver (HTTP now, gRPC later) goes through here, so all share one ring, one budget and
+// Every receiver (HTTP and gRPC) goes through here, so all share one ring, one budget and
 // one set of counters.
 
 #include <atomic>

@@ -582,10 +582,10 @@ TEST_CASE("unknown keys are rejected with the known ones listed") {
   CHECK(error_of("receivers:\n  http:\n    endpointt: x\n" + kFileExporter) ==
         "t.yaml:3:5: receivers.http.endpointt: unknown key (known: endpoint, max_request_bytes, "
         "max_connections, max_header_bytes, read_timeout, idle_timeout)");
-  CHECK(error_of("receivers:\n  grpc: {}\n" + kFileExporter) ==
-        "t.yaml:2:3: receivers.grpc: unknown key (known: http)");
+  CHECK(error_of("receivers:\n  grcp: {}\n" + kFileExporter) ==
+        "t.yaml:2:3: receivers.grcp: unknown key (known: http, grpc)");
   CHECK(error_of("exporters:\n  local: {type: file, path: x, paht: y}\n") ==
-        "t.yaml:2:32: exporters.local.paht: unknown key (known: type, path)");
+        "t.yaml:2:32: exporters.local.paht: unknown key (known: type, path, max_queue_bytes)");
   CHECK(error_of(otlp_exporter("    tls: {cafile: x}\n")) ==
         "t.yaml:5:11: exporters.up.tls.cafile: unknown key (known: ca_file, "
         "insecure_skip_verify, server_name)");
@@ -594,7 +594,8 @@ TEST_CASE("unknown keys are rejected with the known ones listed") {
         "password_file)");
   CHECK_THAT(error_of(otlp_exporter("    compresion: gzip\n")),
              StartsWith("t.yaml:5:5: exporters.up.compresion: unknown key (known: type, endpoint, "
-                        "compression, auth, headers, timeout, retry, tls, max_in_flight)"));
+                        "compression, auth, headers, timeout, retry, tls, max_in_flight, "
+                        "max_queue_bytes)"));
   CHECK_THAT(error_of("log: {levl: info}\n" + kFileExporter),
              StartsWith("t.yaml:1:7: log.levl: unknown key (known: level, format)"));
   CHECK_THAT(error_of("admin: {port: 1}\n" + kFileExporter),
@@ -641,7 +642,7 @@ TEST_CASE("bad values name the position, the key and what is expected") {
   CHECK(error_of("log:\n  format: xml\n" + kFileExporter) ==
         "t.yaml:2:11: log.format: \"xml\" is not one of: text, json");
   CHECK(error_of("exporters:\n  x: {type: grpc}\n") ==
-        "t.yaml:2:13: exporters.x.type: \"grpc\" is not one of: otlp_http, file");
+        "t.yaml:2:13: exporters.x.type: \"grpc\" is not one of: otlp_http, otlp_grpc, file");
   CHECK(error_of("receivers:\n  http: {endpoint: 4318}\n" + kFileExporter) ==
         "t.yaml:2:20: receivers.http.endpoint: \"4318\" has no port (use host:port, [::1]:port "
         "or unix:/path/to.sock)");
@@ -785,6 +786,101 @@ TEST_CASE("unix and IPv6 listen endpoints through the loader") {
              StartsWith("t.yaml:1:19: admin.endpoint: \"[::g]:1\": \"::g\" is not an IPv6"));
 }
 
+TEST_CASE("receivers.grpc: defaults, presence and every key") {
+  const Config none = load_string(kFileExporter, "t.yaml");
+  CHECK_FALSE(none.receivers.grpc.enabled);  // receivers absent: HTTP only, as before
+  CHECK(none.receivers.http.enabled);
+  CHECK_THAT(describe(none), Contains("  grpc: disabled\n"));
+
+  const Config only_grpc = load_string("receivers:\n  grpc:\n" + kFileExporter, "t.yaml");
+  const GrpcReceiver& d = only_grpc.receivers.grpc;
+  CHECK(d.enabled);
+  CHECK_FALSE(only_grpc.receivers.http.enabled);
+  CHECK(d.endpoint.host == "127.0.0.1");
+  CHECK(d.endpoint.port == 4317);
+  CHECK(d.endpoint.text == "127.0.0.1:4317");
+  CHECK(d.max_message_bytes == 4 * MiB);
+  CHECK(d.max_concurrent_streams == 100);
+  CHECK(d.keepalive.time == 2h);
+  CHECK(d.keepalive.timeout == 20s);
+  const std::string text = describe(only_grpc);
+  CHECK_THAT(text, Contains("  http: disabled\n"));
+  CHECK_THAT(text, Contains("  grpc:\n    endpoint: 127.0.0.1:4317\n    max_message_bytes: 4MiB\n"
+                            "    max_concurrent_streams: 100\n    keepalive:\n      time: 2h\n"
+                            "      timeout: 20s\n"));
+
+  const Config both = load_string(
+      "receivers:\n"
+      "  http: {}\n"
+      "  grpc:\n"
+      "    endpoint: 0.0.0.0:14317\n"
+      "    max_message_bytes: 8MiB\n"
+      "    max_concurrent_streams: 10\n"
+      "    keepalive: {time: 1m, timeout: 5s}\n" +
+          kFileExporter,
+      "t.yaml");
+  const GrpcReceiver& g = both.receivers.grpc;
+  CHECK(both.receivers.http.enabled);
+  CHECK(g.enabled);
+  CHECK(g.endpoint.host == "0.0.0.0");
+  CHECK(g.endpoint.port == 14317);
+  CHECK(g.max_message_bytes == 8 * MiB);
+  CHECK(g.max_concurrent_streams == 10);
+  CHECK(g.keepalive.time == 1min);
+  CHECK(g.keepalive.timeout == 5s);
+  CHECK_THAT(describe(both), Contains("    endpoint: 0.0.0.0:14317\n    max_message_bytes: 8MiB\n"
+                                      "    max_concurrent_streams: 10\n    keepalive:\n"
+                                      "      time: 1m\n      timeout: 5s\n"));
+
+  const Config unix_socket = load_string(
+      "receivers: {grpc: {endpoint: \"unix:/run/spanrelay/otlp-grpc.sock\"}}\n" + kFileExporter,
+      "t.yaml");
+  CHECK(unix_socket.receivers.grpc.endpoint.unix_path == "/run/spanrelay/otlp-grpc.sock");
+}
+
+TEST_CASE("receivers.grpc: bad keys and values") {
+  CHECK(error_of("receivers:\n  grpc:\n    endpont: x\n" + kFileExporter) ==
+        "t.yaml:3:5: receivers.grpc.endpont: unknown key (known: endpoint, max_message_bytes, "
+        "max_concurrent_streams, keepalive)");
+  CHECK(error_of("receivers:\n  grpc:\n    keepalive: {tme: 1s}\n" + kFileExporter) ==
+        "t.yaml:3:17: receivers.grpc.keepalive.tme: unknown key (known: time, timeout)");
+  CHECK(error_of("receivers:\n  grpc: {max_message_bytes: 512}\n" + kFileExporter) ==
+        "t.yaml:2:29: receivers.grpc.max_message_bytes: 512B is too small (minimum 1KiB)");
+  CHECK(error_of("receivers:\n  grpc: {max_message_bytes: 2GiB}\n" + kFileExporter) ==
+        "t.yaml:2:29: receivers.grpc.max_message_bytes: 2GiB is too large (maximum 1GiB)");
+  CHECK(error_of("receivers:\n  grpc: {max_concurrent_streams: 0}\n" + kFileExporter) ==
+        "t.yaml:2:34: receivers.grpc.max_concurrent_streams: 0 is out of range (a whole number "
+        "from 1 to 1000000)");
+  CHECK_THAT(error_of("receivers:\n  grpc: {keepalive: {time: 0s}}\n" + kFileExporter),
+             StartsWith("t.yaml:2:28: receivers.grpc.keepalive.time: \"0s\" must be greater"));
+  CHECK_THAT(error_of("receivers:\n  grpc: {keepalive: {timeout: 5}}\n" + kFileExporter),
+             StartsWith("t.yaml:2:31: receivers.grpc.keepalive.timeout: \"5\" is not a duration"));
+  CHECK_THAT(error_of("receivers:\n  grpc: {endpoint: \"unix:\"}\n" + kFileExporter),
+             StartsWith("t.yaml:2:20: receivers.grpc.endpoint: \"unix:\": the unix socket path "
+                        "is empty"));
+  CHECK(error_of("receivers: {grpc: [1]}\n" + kFileExporter) ==
+        "t.yaml:1:19: receivers.grpc: expected a map, got a list");
+}
+
+TEST_CASE("receivers.grpc must not share an address with http or admin") {
+  CHECK(error_of("receivers:\n  http: {endpoint: \"127.0.0.1:4317\"}\n  grpc: {}\n" +
+                 kFileExporter) ==
+        "t.yaml:3:3: receivers.grpc.endpoint: the same address as receivers.http.endpoint");
+  CHECK(error_of("receivers:\n  http: {endpoint: \"unix:/tmp/a.sock\"}\n"
+                 "  grpc: {endpoint: \"unix:/tmp/a.sock\"}\n" +
+                 kFileExporter) ==
+        "t.yaml:3:20: receivers.grpc.endpoint: the same address as receivers.http.endpoint");
+  CHECK(error_of("receivers: {grpc: {}}\nadmin: {endpoint: \"127.0.0.1:4317\"}\n" +
+                 kFileExporter) ==
+        "t.yaml:2:19: admin.endpoint: the same address as receivers.grpc.endpoint");
+  // The default HTTP receiver (receivers absent) and an admin on 4317 are fine: no gRPC.
+  CHECK_NOTHROW(load_string("admin: {endpoint: \"127.0.0.1:4317\"}\n" + kFileExporter, "t.yaml"));
+  CHECK_NOTHROW(load_string("receivers: {http: {endpoint: \"127.0.0.1:0\"}, grpc: {endpoint: "
+                            "\"127.0.0.1:0\"}}\n" +
+                                kFileExporter,
+                            "t.yaml"));
+}
+
 TEST_CASE("exporter structure rules") {
   CHECK(error_of("log: {level: info}\n") ==
         "t.yaml:1:1: exporters: at least one exporter is required (see "
@@ -802,7 +898,7 @@ TEST_CASE("exporter structure rules") {
   CHECK_THAT(error_of("exporters:\n  a.b: {type: file, path: x}\n"),
              StartsWith("t.yaml:2:3: exporters: exporter name \"a.b\""));
   CHECK(error_of("exporters:\n  local: {path: x}\n") ==
-        "t.yaml:2:3: exporters.local.type: is required (otlp_http or file)");
+        "t.yaml:2:3: exporters.local.type: is required (otlp_http, otlp_grpc or file)");
   CHECK_THAT(error_of("exporters:\n  local:\n"),
              StartsWith("t.yaml:2:3: exporters.local.type: is required"));
   CHECK_THAT(error_of("exporters:\n  local: {type: file}\n"),
@@ -812,9 +908,9 @@ TEST_CASE("exporter structure rules") {
   CHECK(error_of(otlp_exporter("    path: x\n")) ==
         "t.yaml:5:5: exporters.up.path: only valid for type: file");
   CHECK(error_of("exporters:\n  local: {type: file, path: x, endpoint: http://h}\n") ==
-        "t.yaml:2:32: exporters.local.endpoint: only valid for type: otlp_http");
+        "t.yaml:2:32: exporters.local.endpoint: only valid for type: otlp_http and otlp_grpc");
   CHECK_THAT(error_of("exporters:\n  local: {type: file, path: x, headers: {}}\n"),
-             StartsWith("t.yaml:2:32: exporters.local.headers: only valid for type: otlp_http"));
+             StartsWith("t.yaml:2:32: exporters.local.headers: only valid for type: otlp_http and otlp_grpc"));
   CHECK_THAT(error_of("exporters:\n  local: {type: file, path: x, max_in_flight: 2}\n"),
              StartsWith("t.yaml:2:32: exporters.local.max_in_flight: only valid for type"));
 }

@@ -3,7 +3,7 @@
 
 #include <set>
 
-#include "exporters/otlp_http/retry.hpp"
+#include "exporters/retry.hpp"
 
 using namespace spanrelay;
 using namespace std::chrono_literals;

@@ -31,19 +31,35 @@ std::multiset<std::string> span_ids(const ExportTraceServiceRequest& req) {
   return ids;
 }
 
-// A KeyValue nested `depth` times through kvlist values, built from the inside out.
+// A KeyValue nested `depth` times through kvlist values. Every level is a prefix of the
+// one inside it (key, then the value's tags and lengths), so lengths are computed inside-out
+// and the prefixes written outside-in: linear in depth, even for 100000 levels.
 std::string nested_kvlist(int depth) {
-  std::string kv;
-  put_len_field(kv, 1, "k");
+  std::string inner;
+  put_len_field(inner, 1, "k");
+  std::vector<std::string> prefixes;  // prefixes[i] wraps everything after it
+  std::size_t size = inner.size();
   for (int i = 0; i < depth; ++i) {
-    std::string list, any, outer;
-    put_len_field(list, 1, kv);      // KeyValueList.values
-    put_len_field(any, 6, list);     // AnyValue.kvlist_value
-    put_len_field(outer, 1, "k");    // KeyValue.key
-    put_len_field(outer, 2, any);    // KeyValue.value
-    kv = std::move(outer);
+    std::string p;
+    // KeyValue { key = "k" (1), value = AnyValue { kvlist_value = KeyValueList { values } } }
+    const std::size_t list = varint_size(0x0a) + varint_size(size) + size;  // values = 1
+    const std::size_t any = varint_size(0x32) + varint_size(list) + list;   // kvlist = 6
+    put_len_field(p, 1, "k");
+    put_varint(p, (2 << 3) | 2);
+    put_varint(p, any);
+    put_varint(p, (6 << 3) | 2);
+    put_varint(p, list);
+    put_varint(p, (1 << 3) | 2);
+    put_varint(p, size);
+    size += p.size();
+    prefixes.push_back(std::move(p));
   }
-  return kv;
+  std::string out;
+  out.reserve(size);
+  for (auto it = prefixes.rbegin(); it != prefixes.rend(); ++it) {
+    out += *it;
+  }
+  return out + inner;
 }
 
 std::string request_with_span_attribute(const std::string& key_value) {
@@ -128,7 +144,10 @@ TEST_CASE("scanner rejects malformed protobuf with a message", "[wire]") {
 }
 
 TEST_CASE("scanner refuses deep nesting without recursing past its limit", "[wire]") {
-  REQUIRE(scan_request(request_with_span_attribute(nested_kvlist(20))).ok);
+  const std::string shallow = request_with_span_attribute(nested_kvlist(20));
+  REQUIRE(scan_request(shallow).ok);
+  ExportTraceServiceRequest parsed;  // the builder makes what protobuf itself reads back
+  REQUIRE(parsed.ParseFromString(shallow));
   auto r = scan_request(request_with_span_attribute(nested_kvlist(100000)));
   REQUIRE_FALSE(r.ok);
   REQUIRE(r.error.find("nesting") != std::string::npos);

@@ -11,12 +11,14 @@
 #include <stdexcept>
 
 #include "common/log.hpp"
+#include "common/unix_socket.hpp"
 
 namespace spanrelay::http {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
+using unix_socket = asio::local::stream_protocol;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
@@ -31,11 +33,13 @@ Response plain_error(beast_http::status status, std::string text, unsigned versi
 }
 
 // One connection, from accept to close. Requests on it are handled one after another.
-asio::awaitable<void> serve(tcp::socket socket, ServerLimits limits, Handler& handler,
-                            std::shared_ptr<void> keep_server_state_alive,
+// Protocol is tcp or local::stream_protocol: nothing below depends on which.
+template <typename Protocol>
+asio::awaitable<void> serve(typename Protocol::socket socket, ServerLimits limits,
+                            Handler& handler, std::shared_ptr<void> keep_server_state_alive,
                             std::atomic<bool>& closing, std::shared_ptr<spdlog::logger> log) {
   (void)keep_server_state_alive;
-  beast::tcp_stream stream(std::move(socket));
+  beast::basic_stream<Protocol> stream(std::move(socket));
   beast::flat_buffer buffer;
   for (;;) {
     // Idle wait for the first byte of the next request, then the whole request must arrive
@@ -54,7 +58,11 @@ asio::awaitable<void> serve(tcp::socket socket, ServerLimits limits, Handler& ha
     parser.body_limit(limits.max_body_bytes);
     auto [hec, hn] = co_await beast_http::async_read_header(stream, buffer, parser, use_tuple);
     (void)hn;
-    if (hec) {
+    RequestProblem problem = RequestProblem::kNone;
+    if (hec == beast_http::error::body_limit) {
+      // Content-Length alone is over the limit: answer 413 in the request's encoding.
+      problem = RequestProblem::kBodyTooLarge;
+    } else if (hec) {
       if (hec == beast_http::error::header_limit) {
         auto res = plain_error(beast_http::status::request_header_fields_too_large,
                                "request headers too large\n", 11);
@@ -67,9 +75,9 @@ asio::awaitable<void> serve(tcp::socket socket, ServerLimits limits, Handler& ha
       }
       break;
     }
-    RequestProblem problem = RequestProblem::kNone;
     const auto& header = parser.get();
-    if (header[beast_http::field::expect] == "100-continue") {
+    if (problem == RequestProblem::kNone &&
+        header[beast_http::field::expect] == "100-continue") {
       // Reject an announced oversized body before the client sends it.
       if (parser.content_length() && *parser.content_length() > limits.max_body_bytes) {
         problem = RequestProblem::kBodyTooLarge;
@@ -120,7 +128,7 @@ asio::awaitable<void> serve(tcp::socket socket, ServerLimits limits, Handler& ha
     }
   }
   beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream.socket().shutdown(asio::socket_base::shutdown_both, ignored);
   stream.socket().close(ignored);
 }
 
@@ -131,13 +139,21 @@ Server::Server(asio::io_context& ioc, std::string name, config::ListenEndpoint e
     : ioc_(ioc), name_(std::move(name)), endpoint_(std::move(endpoint)), limits_(limits),
       handler_(std::move(handler)) {}
 
-Server::~Server() = default;
+Server::~Server() {
+  if (owns_socket_file_) {
+    remove_unix_socket(endpoint_.unix_path);
+  }
+}
 
 void Server::start() {
-  if (!endpoint_.unix_path.empty()) {
-    throw std::runtime_error(name_ + ": unix sockets are not supported yet (" + endpoint_.text +
-                             ")");
+  if (endpoint_.unix_path.empty()) {
+    start_tcp();
+  } else {
+    start_unix();
   }
+}
+
+void Server::start_tcp() {
   auto log = logger(name_);
   beast::error_code ec;
   tcp::resolver resolver(ioc_);
@@ -147,28 +163,63 @@ void Server::start() {
     throw std::runtime_error(name_ + ": cannot resolve " + endpoint_.text + ": " + ec.message());
   }
   const tcp::endpoint ep = results.begin()->endpoint();
-  acceptor_ = std::make_unique<tcp::acceptor>(ioc_);
-  acceptor_->open(ep.protocol(), ec);
+  tcp_acceptor_ = std::make_unique<tcp::acceptor>(ioc_);
+  tcp_acceptor_->open(ep.protocol(), ec);
   if (!ec) {
-    acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
-    acceptor_->bind(ep, ec);
+    tcp_acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+    tcp_acceptor_->bind(ep, ec);
   }
   if (!ec) {
-    acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+    tcp_acceptor_->listen(asio::socket_base::max_listen_connections, ec);
   }
   if (ec) {
     throw std::runtime_error(name_ + ": cannot listen on " + endpoint_.text + ": " + ec.message());
   }
-  port_ = acceptor_->local_endpoint().port();
+  port_ = tcp_acceptor_->local_endpoint().port();
   log->info("listening on {}:{}", ep.address().to_string(), port_);
+  spawn_accept_loop<tcp>(*tcp_acceptor_);
+}
 
+void Server::start_unix() {
+  auto log = logger(name_);
+  const std::string cannot = name_ + ": cannot listen on " + endpoint_.text + ": ";
+  try {
+    clear_stale_unix_socket(endpoint_.unix_path);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(cannot + e.what());
+  }
+  beast::error_code ec;
+  unix_acceptor_ = std::make_unique<unix_socket::acceptor>(ioc_);
+  unix_acceptor_->open(unix_socket(), ec);
+  if (!ec) {
+    unix_acceptor_->bind(unix_socket::endpoint(endpoint_.unix_path), ec);
+  }
+  if (!ec) {
+    owns_socket_file_ = true;
+    unix_acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    throw std::runtime_error(cannot + ec.message());
+  }
+  try {
+    open_unix_socket_permissions(endpoint_.unix_path);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(cannot + e.what());
+  }
+  log->info("listening on {}", endpoint_.text);
+  spawn_accept_loop<unix_socket>(*unix_acceptor_);
+}
+
+template <typename Protocol>
+void Server::spawn_accept_loop(typename Protocol::acceptor& acceptor) {
+  auto log = logger(name_);
   asio::co_spawn(
       ioc_,
-      [this, log]() -> asio::awaitable<void> {
+      [this, &acceptor, log]() -> asio::awaitable<void> {
         for (;;) {
-          auto [ec, socket] = co_await acceptor_->async_accept(asio::make_strand(ioc_), use_tuple);
+          auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc_), use_tuple);
           if (ec) {
-            if (ec == asio::error::operation_aborted || !acceptor_->is_open()) {
+            if (ec == asio::error::operation_aborted || !acceptor.is_open()) {
               co_return;
             }
             log->warn("accept failed: {}", ec.message());
@@ -188,9 +239,10 @@ void Server::start() {
           state_->connections.fetch_add(1);
           auto state = state_;
           auto executor = socket.get_executor();
-          asio::co_spawn(executor,
-                         serve(std::move(socket), limits_, handler_, state, state->closing, log),
-                         [state](std::exception_ptr) { state->connections.fetch_sub(1); });
+          asio::co_spawn(
+              executor,
+              serve<Protocol>(std::move(socket), limits_, handler_, state, state->closing, log),
+              [state](std::exception_ptr) { state->connections.fetch_sub(1); });
         }
       },
       asio::detached);
@@ -198,11 +250,21 @@ void Server::start() {
 
 void Server::stop_accepting() {
   state_->closing.store(true);
-  if (acceptor_) {
+  if (tcp_acceptor_ || unix_acceptor_) {
     asio::post(ioc_, [this] {
       beast::error_code ignored;
-      acceptor_->close(ignored);
+      if (tcp_acceptor_) {
+        tcp_acceptor_->close(ignored);
+      }
+      if (unix_acceptor_) {
+        unix_acceptor_->close(ignored);
+      }
     });
+  }
+  // New clients get "no such file" at once, whether or not the io thread has run the close.
+  if (owns_socket_file_) {
+    remove_unix_socket(endpoint_.unix_path);
+    owns_socket_file_ = false;
   }
 }
 

@@ -1,11 +1,12 @@
 #pragma once
 // A small HTTP/1.1 server on Boost.Beast: keep-alive, a timeout on every read and idle wait,
-// caps on connections, header and body size, and "Expect: 100-continue". It parses and
-// frames; what a request means is the Handler's business. Used by the OTLP receiver and the
-// admin endpoint.
+// caps on connections, header and body size, and "Expect: 100-continue". It listens on TCP or
+// on a Unix domain socket (same behaviour and limits). It parses and frames; what a request
+// means is the Handler's business. Used by the OTLP receiver and the admin endpoint.
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/http.hpp>
 
 #include <atomic>
@@ -44,10 +45,12 @@ class Server {
   ~Server();
 
   // Binds and starts accepting. Throws std::runtime_error naming the endpoint on failure.
+  // A Unix socket file left by an earlier run is replaced; the new one is made mode 0666.
   void start();
-  // Closes the listener; open connections finish their current request and close.
+  // Closes the listener (and removes the Unix socket file); open connections finish their
+  // current request and close.
   void stop_accepting();
-  // The bound TCP port (useful with port 0).
+  // The bound TCP port (useful with port 0); 0 for a Unix socket.
   std::uint16_t port() const noexcept { return port_; }
   std::size_t connections() const noexcept { return state_->connections.load(); }
 
@@ -61,8 +64,16 @@ class Server {
   config::ListenEndpoint endpoint_;
   ServerLimits limits_;
   Handler handler_;
+  // One accept loop per listener, on either protocol.
+  template <typename Protocol>
+  void spawn_accept_loop(typename Protocol::acceptor& acceptor);
+  void start_tcp();
+  void start_unix();
+
   std::shared_ptr<State> state_ = std::make_shared<State>();
-  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_acceptor_;
+  std::unique_ptr<boost::asio::local::stream_protocol::acceptor> unix_acceptor_;
+  bool owns_socket_file_ = false;  // the Unix socket file is ours to remove
   std::uint16_t port_ = 0;
 };
 

@@ -1,0 +1,194 @@
+#include "exporters/otlp_grpc/grpc_sender.hpp"
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/byte_buffer.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include "common/base64.hpp"
+#include "google/rpc/status.pb.h"
+#include "otlp/responses.hpp"
+
+namespace spanrelay {
+
+namespace asio = boost::asio;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr const char* kExportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+// One call's state, shared between the coroutine and gRPC's completion callback.
+struct GrpcSender::Call {
+  explicit Call(asio::io_context& ioc) : done_signal(ioc) {}
+  grpc::ClientContext context;
+  grpc::ByteBuffer request;
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  bool done = false;
+  asio::steady_timer done_signal;  // cancelled when the call completes
+};
+
+Attempt classify_grpc_status(const grpc::Status& status) {
+  Attempt a;
+  if (status.ok()) {
+    a.outcome = Attempt::kDelivered;
+    return a;
+  }
+  a.detail = "gRPC status " + std::to_string(status.error_code()) + ": " +
+             status.error_message().substr(0, 256);
+  std::optional<std::chrono::milliseconds> delay;
+  if (!status.error_details().empty()) {
+    google::rpc::Status details;
+    if (details.ParseFromString(status.error_details())) {
+      for (const auto& any : details.details()) {
+        google::rpc::RetryInfo info;
+        if (any.type_url().ends_with("/google.rpc.RetryInfo") &&
+            info.ParseFromString(any.value())) {
+          delay = std::chrono::milliseconds(info.retry_delay().seconds() * 1000 +
+                                            info.retry_delay().nanos() / 1000000);
+        }
+      }
+    }
+  }
+  switch (status.error_code()) {
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DATA_LOSS:
+      a.outcome = Attempt::kRetryable;
+      a.retry_after = delay;
+      break;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      // Only a server that says when to come back is throttling; otherwise the request itself
+      // is too large or the quota is gone for good.
+      a.outcome = delay ? Attempt::kRetryable : Attempt::kPermanent;
+      a.retry_after = delay;
+      break;
+    default:
+      a.outcome = Attempt::kPermanent;
+  }
+  return a;
+}
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw std::runtime_error("cannot read " + path);
+  }
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+GrpcSender::GrpcSender(asio::io_context& ioc, const config::Exporter& options)
+    : ioc_(ioc), options_(options) {
+  if (options_.auth.enabled) {
+    authorization_ =
+        "Basic " + base64_encode(options_.auth.username + ":" + options_.auth.password);
+  }
+  const auto& url = options_.endpoint;
+  const bool v6 = url.host.find(':') != std::string::npos;
+  const std::string target =
+      (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
+  grpc::ChannelArguments args;
+  args.SetString(GRPC_ARG_PRIMARY_USER_AGENT_STRING, "spanrelay/" SPANRELAY_VERSION);
+  args.SetMaxSendMessageSize(-1);
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (url.tls) {
+    if (options_.tls.insecure_skip_verify) {
+      throw std::runtime_error("exporter " + options_.name +
+                               ": tls.insecure_skip_verify is not supported by otlp_grpc; "
+                               "give the upstream's CA in tls.ca_file instead");
+    }
+    grpc::SslCredentialsOptions ssl;
+    if (!options_.tls.ca_file.empty()) {
+      ssl.pem_root_certs = read_file(options_.tls.ca_file);
+    }
+    creds = grpc::SslCredentials(ssl);
+    if (!options_.tls.server_name.empty()) {
+      args.SetSslTargetNameOverride(options_.tls.server_name);
+    }
+  } else {
+    creds = grpc::InsecureChannelCredentials();
+  }
+  channel_ = grpc::CreateCustomChannel(target, creds, args);
+  stub_ = std::make_unique<grpc::GenericStub>(channel_);
+}
+
+GrpcSender::~GrpcSender() { cancel_all(); }
+
+std::string GrpcSender::describe() const {
+  return "gRPC " + options_.endpoint.text + " TraceService/Export (" +
+         (options_.gzip ? "gzip" : "no compression") +
+         (options_.auth.enabled ? ", basic auth from " + options_.auth.password_source : "") +
+         ")";
+}
+
+void GrpcSender::cancel_all() {
+  for (const auto& call : in_flight_) {
+    call->context.TryCancel();
+  }
+}
+
+asio::awaitable<Attempt> GrpcSender::send(std::size_t, std::string& payload) {
+  auto call = std::make_shared<Call>(ioc_);
+  call->context.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+  if (options_.gzip) {
+    call->context.set_compression_algorithm(GRPC_COMPRESS_GZIP);
+  }
+  for (const auto& [k, v] : options_.headers) {
+    std::string key = k;
+    for (char& ch : key) {
+      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    }
+    call->context.AddMetadata(key, v);
+  }
+  if (!authorization_.empty()) {
+    call->context.AddMetadata("authorization", authorization_);
+  }
+  grpc::Slice slice(payload.data(), payload.size());
+  call->request = grpc::ByteBuffer(&slice, 1);
+  in_flight_.insert(call);
+  call->done_signal.expires_at(std::chrono::steady_clock::time_point::max());
+  stub_->UnaryCall(&call->context, kExportMethod, grpc::StubOptions(), &call->request,
+                   &call->response, [this, call](grpc::Status status) {
+                     // On a gRPC thread: hand the result to the exporter's io thread.
+                     asio::post(ioc_, [call, status = std::move(status)]() mutable {
+                       call->status = std::move(status);
+                       call->done = true;
+                       call->done_signal.cancel();
+                     });
+                   });
+  while (!call->done) {
+    co_await call->done_signal.async_wait(use_tuple);
+  }
+  in_flight_.erase(call);
+  Attempt a = classify_grpc_status(call->status);
+  if (a.outcome == Attempt::kDelivered) {
+    std::vector<grpc::Slice> slices;
+    std::string body;
+    if (call->response.Dump(&slices).ok()) {
+      for (const auto& s : slices) {
+        body.append(reinterpret_cast<const char*>(s.begin()), s.size());
+      }
+    }
+    std::string message;
+    if (!body.empty() && otlp::parse_export_response(body, a.rejected, message)) {
+      a.detail = message;
+    }
+  }
+  co_return a;
+}
+
+}  // namespace spanrelay

@@ -1,0 +1,47 @@
+#pragma once
+// OTLP/gRPC: unary TraceService/Export calls on one HTTP/2 channel (calls multiplex), sent as
+// raw bytes (no decode). Basic auth and headers go as metadata; gzip is gRPC's own message
+// compression. Retryable: UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, DATA_LOSS,
+// CANCELLED, and RESOURCE_EXHAUSTED only when the status carries RetryInfo (whose delay is
+// honoured). Everything else is permanent.
+
+#include <grpcpp/channel.h>
+#include <grpcpp/generic/generic_stub.h>
+
+#include <boost/asio/io_context.hpp>
+
+#include <memory>
+#include <set>
+
+#include "config/config.hpp"
+#include "exporters/sender.hpp"
+
+namespace spanrelay {
+
+// Classification of a finished call (exposed for tests).
+Attempt classify_grpc_status(const grpc::Status& status);
+
+class GrpcSender final : public Sender {
+ public:
+  // Throws std::runtime_error when the TLS set-up fails.
+  GrpcSender(boost::asio::io_context& ioc, const config::Exporter& options);
+  ~GrpcSender() override;
+
+  std::string prepare(const Batch& batch) override { return batch.bytes; }
+  boost::asio::awaitable<Attempt> send(std::size_t slot, std::string& payload) override;
+  void cancel_all() override;
+  void close(std::size_t) override {}
+  std::string describe() const override;
+
+ private:
+  struct Call;
+
+  boost::asio::io_context& ioc_;
+  const config::Exporter& options_;
+  std::string authorization_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<grpc::GenericStub> stub_;
+  std::set<std::shared_ptr<Call>> in_flight_;
+};
+
+}  // namespace spanrelay

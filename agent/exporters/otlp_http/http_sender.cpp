@@ -1,0 +1,260 @@
+#include "exporters/otlp_http/http_sender.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <optional>
+
+#include "common/base64.hpp"
+#include "exporters/retry.hpp"
+#include "otlp/responses.hpp"
+
+namespace spanrelay {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+struct HttpSender::Connection {
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+
+  bool open() const { return plain.has_value() || tls.has_value(); }
+  beast::tcp_stream& transport() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+  void reset() {
+    if (open()) {
+      beast::error_code ignored;
+      transport().socket().shutdown(tcp::socket::shutdown_both, ignored);
+      transport().close();
+    }
+    tls.reset();
+    plain.reset();
+  }
+};
+
+namespace {
+
+std::string host_header(const config::UpstreamUrl& url) {
+  const bool default_port = (url.tls && url.port == 443) || (!url.tls && url.port == 80);
+  const bool v6 = url.host.find(':') != std::string::npos;
+  std::string host = v6 ? "[" + url.host + "]" : url.host;
+  return default_port ? host : host + ":" + std::to_string(url.port);
+}
+
+// A short, printable excerpt of an upstream response body for logs.
+std::string excerpt(std::string_view body) {
+  std::string out;
+  for (char c : body.substr(0, 256)) {
+    out += (c >= 0x20 && c < 0x7f) ? c : '.';
+  }
+  return out;
+}
+
+}  // namespace
+
+HttpSender::HttpSender(asio::io_context& ioc, const config::Exporter& options)
+    : ioc_(ioc), options_(options), log_(logger("exporter." + options.name)),
+      ssl_(asio::ssl::context::tls_client), host_header_(host_header(options.endpoint)) {
+  if (options_.auth.enabled) {
+    authorization_ =
+        "Basic " + base64_encode(options_.auth.username + ":" + options_.auth.password);
+  }
+  if (options_.endpoint.tls) {
+    ssl_.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                     asio::ssl::context::no_tlsv1_1);
+    if (options_.tls.insecure_skip_verify) {
+      ssl_.set_verify_mode(asio::ssl::verify_none);
+      log_->warn("tls.insecure_skip_verify is on: the upstream's certificate is not checked");
+    } else {
+      ssl_.set_verify_mode(asio::ssl::verify_peer);
+      beast::error_code ec;
+      if (!options_.tls.ca_file.empty()) {
+        ssl_.load_verify_file(options_.tls.ca_file, ec);
+      } else {
+        ssl_.set_default_verify_paths(ec);
+      }
+      if (ec) {
+        throw std::runtime_error("exporter " + options_.name + ": cannot load CA certificates" +
+                                 (options_.tls.ca_file.empty() ? "" : " from " +
+                                  options_.tls.ca_file) + ": " + ec.message());
+      }
+    }
+  }
+  for (std::size_t i = 0; i < options_.max_in_flight; ++i) {
+    connections_.push_back(std::make_unique<Connection>());
+  }
+}
+
+HttpSender::~HttpSender() = default;
+
+std::string HttpSender::describe() const {
+  return "POST " + options_.endpoint.text + " -> " + options_.endpoint.traces_target + " (" +
+         (options_.gzip ? "gzip" : "no compression") +
+         (options_.auth.enabled ? ", basic auth from " + options_.auth.password_source : "") +
+         ")";
+}
+
+std::string HttpSender::prepare(const Batch& batch) {
+  if (!options_.gzip) {
+    return batch.bytes;
+  }
+  std::string body;
+  gzip_.compress(batch.bytes, body);
+  return body;
+}
+
+void HttpSender::cancel_all() {
+  for (auto& c : connections_) {
+    c->reset();
+  }
+}
+
+void HttpSender::close(std::size_t slot) { connections_.at(slot)->reset(); }
+
+asio::awaitable<bool> HttpSender::connect(Connection& c, Clock::time_point deadline,
+                                          std::string& error) {
+  const auto& url = options_.endpoint;
+  tcp::resolver resolver(ioc_);
+  auto [rec, results] = co_await resolver.async_resolve(url.host, std::to_string(url.port),
+                                                         use_tuple);
+  if (rec) {
+    error = "cannot resolve " + url.host + ": " + rec.message();
+    co_return false;
+  }
+  const std::string& name = options_.tls.server_name.empty() ? url.host : options_.tls.server_name;
+  if (url.tls) {
+    c.tls.emplace(ioc_, ssl_);
+    if (!SSL_set_tlsext_host_name(c.tls->native_handle(), name.c_str())) {
+      error = "cannot set the TLS server name";
+      c.reset();
+      co_return false;
+    }
+    if (!options_.tls.insecure_skip_verify) {
+      c.tls->set_verify_callback(asio::ssl::host_name_verification(name));
+    }
+  } else {
+    c.plain.emplace(ioc_);
+  }
+  c.transport().expires_at(deadline);
+  auto [cec, ep] = co_await c.transport().async_connect(results, use_tuple);
+  (void)ep;
+  if (cec) {
+    error = "cannot connect to " + host_header_ + ": " +
+            (cec == beast::error::timeout ? "timed out" : cec.message());
+    c.reset();
+    co_return false;
+  }
+  if (c.tls) {
+    auto [hec] = co_await c.tls->async_handshake(asio::ssl::stream_base::client, use_tuple);
+    if (hec) {
+      error = "TLS handshake with " + host_header_ + " failed: " + hec.message();
+      c.reset();
+      co_return false;
+    }
+  }
+  co_return true;
+}
+
+asio::awaitable<Attempt> HttpSender::send(std::size_t slot, std::string& payload) {
+  Connection& c = *connections_.at(slot);
+  const auto deadline = Clock::now() + options_.timeout;
+  const bool reused = c.open();
+  if (!reused) {
+    std::string error;
+    if (!co_await connect(c, deadline, error)) {
+      Attempt a;
+      a.detail = error;
+      co_return a;
+    }
+  }
+  c.transport().expires_at(deadline);
+  Attempt a = co_await exchange(c, payload);
+  a.stale_connection = a.stale_connection && reused;
+  co_return a;
+}
+
+asio::awaitable<Attempt> HttpSender::exchange(Connection& c, std::string& body) {
+  Attempt a;
+  http::request<http::string_body> req{http::verb::post, options_.endpoint.traces_target, 11};
+  req.set(http::field::host, host_header_);
+  req.set(http::field::user_agent, "spanrelay/" SPANRELAY_VERSION);
+  req.set(http::field::content_type, "application/x-protobuf");
+  if (options_.gzip) {
+    req.set(http::field::content_encoding, "gzip");
+  }
+  for (const auto& [k, v] : options_.headers) {
+    req.set(k, v);
+  }
+  if (!authorization_.empty()) {
+    req.set(http::field::authorization, authorization_);
+  }
+  req.keep_alive(true);
+  req.body() = std::move(body);
+  req.prepare_payload();
+
+  beast::error_code ec;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(1024 * 1024);
+  beast::flat_buffer buffer;
+  bool wrote = false;
+  if (c.tls) {
+    std::tie(ec, std::ignore) = co_await http::async_write(*c.tls, req, use_tuple);
+    if (!ec) {
+      wrote = true;
+      std::tie(ec, std::ignore) = co_await http::async_read(*c.tls, buffer, parser, use_tuple);
+    }
+  } else {
+    std::tie(ec, std::ignore) = co_await http::async_write(*c.plain, req, use_tuple);
+    if (!ec) {
+      wrote = true;
+      std::tie(ec, std::ignore) = co_await http::async_read(*c.plain, buffer, parser, use_tuple);
+    }
+  }
+  body = std::move(req.body());  // kept for the next attempt
+  if (ec) {
+    c.reset();
+    const bool timeout = ec == beast::error::timeout;
+    // The upstream closed an idle kept-alive connection: the write fails, or the read ends
+    // before any byte of an answer.
+    a.stale_connection = !timeout && (!wrote || ec == http::error::end_of_stream ||
+                                      ec == asio::error::eof ||
+                                      ec == asio::error::connection_reset);
+    a.detail = timeout ? "no response within " + std::to_string(options_.timeout.count()) + " ms"
+                       : "request failed: " + ec.message();
+    co_return a;
+  }
+  auto& res = parser.get();
+  if (!res.keep_alive()) {
+    c.reset();
+  }
+  const unsigned status = res.result_int();
+  if (status >= 200 && status < 300) {
+    a.outcome = Attempt::kDelivered;
+    std::string message;
+    if (!res.body().empty() && otlp::parse_export_response(res.body(), a.rejected, message)) {
+      a.detail = message;
+    }
+    co_return a;
+  }
+  a.detail = "HTTP " + std::to_string(status) + " " + excerpt(res.body());
+  if (is_retryable_http_status(status)) {
+    a.outcome = Attempt::kRetryable;
+    if (auto it = res.find(http::field::retry_after); it != res.end()) {
+      a.retry_after = parse_retry_after(it->value(), std::chrono::system_clock::now());
+    }
+  } else {
+    a.outcome = Attempt::kPermanent;
+  }
+  co_return a;
+}
+
+}  // namespace spanrelay

@@ -1,0 +1,43 @@
+#pragma once
+// The protocol half of a network exporter: how one attempt to deliver one batch is made.
+// QueuedExporter owns the queue, the retry loop, the counters and the shutdown; a Sender only
+// talks to the upstream. All calls happen on the exporter's io thread.
+
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "common/payload.hpp"
+
+namespace spanrelay {
+
+struct Attempt {
+  enum Outcome { kDelivered, kRetryable, kPermanent } outcome = kRetryable;
+  // The upstream asked for a delay (HTTP Retry-After, gRPC RetryInfo).
+  std::optional<std::chrono::milliseconds> retry_after;
+  // A transport failure on a reused connection before any answer: worth one immediate retry.
+  bool stale_connection = false;
+  std::string detail;         // for logs; never contains credentials
+  std::int64_t rejected = 0;  // partial_success.rejected_spans on delivery
+};
+
+class Sender {
+ public:
+  virtual ~Sender() = default;
+  // Called once per batch, before its first attempt: what every attempt will send
+  // (e.g. the gzip-compressed bytes).
+  virtual std::string prepare(const Batch& batch) = 0;
+  // One attempt from worker `slot` (0 .. max_in_flight-1); slots never overlap.
+  virtual boost::asio::awaitable<Attempt> send(std::size_t slot, std::string& payload) = 0;
+  // The shutdown deadline passed: make every pending send() finish promptly.
+  virtual void cancel_all() = 0;
+  // Closes whatever slot `slot` keeps open (on its exit).
+  virtual void close(std::size_t slot) = 0;
+  // One line for the start-up log, e.g. "https://host/otlp/v1/traces (gzip)". No secrets.
+  virtual std::string describe() const = 0;
+};
+
+}  // namespace spanrelay

@@ -1,0 +1,320 @@
+#include "receivers/grpc/otlp_grpc_receiver.hpp"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/slice.h>
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <grpcpp/support/byte_buffer.h>
+
+#include <algorithm>
+#include <climits>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "common/log.hpp"
+#include "common/unix_socket.hpp"
+#include "google/rpc/status.pb.h"
+#include "otlp/compression.hpp"
+#include "otlp/responses.hpp"
+
+// gRPC 1.51 inflates a compressed message completely and only then compares it with the
+// receive limit: a 4 MiB gzip bomb would cost ~4 GiB before being refused. So its
+// decompression is turned off (GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION = 0) and done here,
+// with an output cap. Which algorithm compressed a message is only recorded on the core
+// grpc_byte_buffer (public C API), which grpc::ByteBuffer shows only to its declared friends;
+// this is one of them. If a gRPC upgrade drops the friend, this stops compiling (it cannot
+// silently go wrong).
+namespace grpc::internal {
+class GrpcByteBufferPeer {
+ public:
+  explicit GrpcByteBufferPeer(ByteBuffer* buffer) : buffer_(buffer) {}
+  grpc_byte_buffer* c_buffer() { return buffer_->c_buffer(); }
+
+ private:
+  ByteBuffer* buffer_;
+};
+}  // namespace grpc::internal
+
+namespace spanrelay {
+namespace {
+
+constexpr const char* kFullMessage = "spanrelay buffer is full; retry later";
+constexpr const char* kShuttingDownMessage = "spanrelay is shutting down";
+
+// The grpc-status-details-bin of a "buffer full" answer: google.rpc.Status carrying a
+// google.rpc.RetryInfo. OTLP clients retry RESOURCE_EXHAUSTED only when RetryInfo is present
+// (otherwise it means "this request can never fit"), and wait retry_delay before they do.
+const std::string& full_details() {
+  static const std::string details = [] {
+    google::rpc::RetryInfo retry;
+    retry.mutable_retry_delay()->set_seconds(1);
+    google::rpc::Status status;
+    status.set_code(static_cast<std::int32_t>(otlp::Code::kResourceExhausted));
+    status.set_message(kFullMessage);
+    status.add_details()->PackFrom(retry);  // type.googleapis.com/google.rpc.RetryInfo
+    return status.SerializeAsString();
+  }();
+  return details;
+}
+
+// "host:port", "[v6]:port" or "unix:/path", as grpc::ServerBuilder wants it.
+std::string grpc_address(const config::ListenEndpoint& endpoint) {
+  if (!endpoint.unix_path.empty()) {
+    return "unix:" + endpoint.unix_path;
+  }
+  const bool v6 = endpoint.host.find(':') != std::string::npos;
+  return (v6 ? "[" + endpoint.host + "]" : endpoint.host) + ":" + std::to_string(endpoint.port);
+}
+
+// gRPC channel arguments are ints (milliseconds); INT_MAX means "never" for keepalive.
+int clamp_to_int(long long value) {
+  return static_cast<int>(std::clamp<long long>(value, 0, INT_MAX));
+}
+
+enum class ReadStatus { kOk, kTooLarge, kCorrupt, kUnsupported };
+
+// The request message as one contiguous string (what the Intake takes): its slices copied,
+// or inflated with an output cap of max_bytes when the client compressed it.
+ReadStatus read_message(grpc::ByteBuffer& message, std::size_t max_bytes, std::string& out) {
+  const grpc_byte_buffer* raw = grpc::internal::GrpcByteBufferPeer(&message).c_buffer();
+  if (raw == nullptr) {
+    return ReadStatus::kOk;  // an empty message
+  }
+  const grpc_compression_algorithm algorithm = raw->data.raw.compression;
+  if (algorithm == GRPC_COMPRESS_NONE) {
+    if (message.Length() > max_bytes) {
+      return ReadStatus::kTooLarge;  // gRPC checks this too (SetMaxReceiveMessageSize)
+    }
+    std::vector<grpc::Slice> slices;
+    if (!message.Dump(&slices).ok()) {
+      return ReadStatus::kCorrupt;
+    }
+    out.reserve(message.Length());
+    for (const grpc::Slice& slice : slices) {
+      out.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+    return ReadStatus::kOk;
+  }
+  if (algorithm != GRPC_COMPRESS_GZIP && algorithm != GRPC_COMPRESS_DEFLATE) {
+    return ReadStatus::kUnsupported;
+  }
+  // Reading the slices directly: ByteBuffer::Dump would inflate without a limit.
+  const grpc_slice_buffer& slices = raw->data.raw.slice_buffer;
+  std::string compressed;
+  compressed.reserve(slices.length);
+  for (std::size_t i = 0; i < slices.count; ++i) {
+    compressed.append(reinterpret_cast<const char*>(GRPC_SLICE_START_PTR(slices.slices[i])),
+                      GRPC_SLICE_LENGTH(slices.slices[i]));
+  }
+  if (compressed.empty()) {
+    return ReadStatus::kOk;
+  }
+  // gRPC's "deflate" is a zlib stream (RFC 1950), like HTTP's.
+  switch (otlp::inflate_limited(compressed, algorithm == GRPC_COMPRESS_DEFLATE, max_bytes, out)) {
+    case otlp::InflateStatus::kOk:
+      return ReadStatus::kOk;
+    case otlp::InflateStatus::kTooLarge:
+      return ReadStatus::kTooLarge;
+    case otlp::InflateStatus::kCorrupt:
+      break;
+  }
+  return ReadStatus::kCorrupt;
+}
+
+}  // namespace
+
+// Every method path arrives here as a bidi stream of raw messages. Export is unary: the
+// reactor reads one message, answers, and finishes. Each reactor calls Finish exactly once
+// on every path (gRPC's refcount needs it) and deletes itself in OnDone, which gRPC calls
+// once everything about the call is over, including when the client disconnected or the
+// server shut down mid-call: nothing leaks, nothing outlives the call.
+class OtlpGrpcReceiver::Service final : public grpc::CallbackGenericService {
+ public:
+  Service(Intake& intake, std::size_t max_message_bytes)
+      : intake_(intake), max_message_bytes_(max_message_bytes),
+        too_large_("request message larger than " + std::to_string(max_message_bytes) +
+                   " bytes (receivers.grpc.max_message_bytes)") {}
+
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
+    add(intake_.stats().requests);
+    if (ctx->method() != kOtlpTraceExportPath) {
+      add(intake_.stats().bad_requests);
+      return new Refusal(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                      "unknown method " + ctx->method() + ": spanrelay serves " +
+                                          std::string(kOtlpTraceExportPath)));
+    }
+    return new ExportCall(*this);
+  }
+
+ private:
+  class Refusal final : public grpc::ServerGenericBidiReactor {
+   public:
+    explicit Refusal(grpc::Status status) { Finish(std::move(status)); }
+    void OnDone() override { delete this; }
+  };
+
+  class ExportCall final : public grpc::ServerGenericBidiReactor {
+   public:
+    explicit ExportCall(Service& service) : service_(service) { StartRead(&request_); }
+
+    void OnReadDone(bool ok) override {
+      if (!ok) {
+        // No message: the client went away (OnCancel), gRPC refused the message (more than
+        // max_message_bytes on the wire) and already failed the call with its own status, or a
+        // streaming client half-closed without sending one. Only in the last case does this
+        // status reach anyone.
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "expected one ExportTraceServiceRequest message"));
+        return;
+      }
+      grpc::Status status = service_.handle(request_, response_);
+      if (status.ok()) {
+        StartWriteAndFinish(&response_, grpc::WriteOptions(), status);
+      } else {
+        Finish(std::move(status));
+      }
+    }
+
+    // Nothing to do on cancellation: a pending read completes with ok == false, and OnDone
+    // follows the Finish.
+    void OnCancel() override {}
+    void OnDone() override { delete this; }
+
+   private:
+    Service& service_;
+    grpc::ByteBuffer request_;
+    grpc::ByteBuffer response_;
+  };
+
+  // One ExportTraceServiceRequest message, as received (compressed or not) -> the call's
+  // status, and the ExportTraceServiceResponse in `response` when OK. Never blocks.
+  grpc::Status handle(grpc::ByteBuffer& request, grpc::ByteBuffer& response) {
+    ReceiverStats& stats = intake_.stats();
+    if (intake_.closed()) {  // spare the copy; submit() would say the same
+      add(stats.unavailable);
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDownMessage);
+    }
+    std::string bytes;
+    const ReadStatus read = read_message(request, max_message_bytes_, bytes);
+    request.Clear();
+    if (read != ReadStatus::kOk) {
+      add(stats.bad_requests);
+    }
+    switch (read) {
+      case ReadStatus::kOk:
+        break;
+      case ReadStatus::kTooLarge:
+        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, too_large_);
+      case ReadStatus::kCorrupt:
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "the request message is not valid compressed data");
+      case ReadStatus::kUnsupported:
+        return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                            "unsupported message compression: use gzip, deflate or none");
+    }
+    IntakeResult result = intake_.submit(std::move(bytes));
+    switch (result.status) {
+      case IntakeStatus::kAccepted: {
+        grpc::Slice body(otlp::export_response(otlp::Encoding::kProtobuf, result.rejected_spans,
+                                               result.error));
+        response = grpc::ByteBuffer(&body, 1);
+        return grpc::Status::OK;
+      }
+      case IntakeStatus::kInvalid:
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "invalid OTLP protobuf: " + result.error);
+      case IntakeStatus::kFull:
+        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, kFullMessage, full_details());
+      case IntakeStatus::kShuttingDown:
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDownMessage);
+    }
+    return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected state");
+  }
+
+  Intake& intake_;
+  const std::size_t max_message_bytes_;
+  const std::string too_large_;
+};
+
+OtlpGrpcReceiver::OtlpGrpcReceiver(const config::GrpcReceiver& options, Intake& intake)
+    : options_(options), intake_(intake),
+      service_(std::make_unique<Service>(intake, options.max_message_bytes)) {}
+
+OtlpGrpcReceiver::~OtlpGrpcReceiver() { shutdown(std::chrono::steady_clock::now()); }
+
+void OtlpGrpcReceiver::start() {
+  auto log = logger("receiver.grpc");
+  const config::ListenEndpoint& endpoint = options_.endpoint;
+  const bool unix_socket = !endpoint.unix_path.empty();
+  const std::string cannot = "receiver.grpc: cannot listen on " + endpoint.text;
+  if (unix_socket) {
+    try {
+      clear_stale_unix_socket(endpoint.unix_path);
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(cannot + ": " + e.what());
+    }
+  }
+
+  grpc::ServerBuilder builder;
+  int selected_port = 0;  // stays 0 when the address cannot be bound
+  builder.AddListeningPort(grpc_address(endpoint), grpc::InsecureServerCredentials(),
+                           &selected_port);
+  builder.RegisterCallbackGenericService(service_.get());
+  // gRPC checks the message as received (compressed or not); read_message checks what it
+  // inflates to. Decompression is ours: see GrpcByteBufferPeer above.
+  builder.SetMaxReceiveMessageSize(
+      clamp_to_int(static_cast<long long>(options_.max_message_bytes)));
+  builder.AddChannelArgument(GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION, 0);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             clamp_to_int(options_.keepalive.time.count()));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             clamp_to_int(options_.keepalive.timeout.count()));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             clamp_to_int(static_cast<long long>(options_.max_concurrent_streams)));
+  // gRPC sets SO_REUSEPORT by default, which would let a second spanrelay bind the same port
+  // and silently take half the connections. The port must be ours alone.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  server_ = builder.BuildAndStart();
+  if (!server_ || selected_port == 0) {
+    if (server_) {
+      server_->Shutdown();
+      server_.reset();
+    }
+    throw std::runtime_error(cannot +
+                             " (address in use, not permitted, or not local; see gRPC's log)");
+  }
+  if (unix_socket) {
+    try {
+      open_unix_socket_permissions(endpoint.unix_path);
+    } catch (const std::runtime_error& e) {
+      shutdown(std::chrono::steady_clock::now());
+      throw std::runtime_error(cannot + ": " + e.what());
+    }
+    log->info("listening on {}", endpoint.text);
+  } else {
+    port_ = static_cast<std::uint16_t>(selected_port);
+    log->info("listening on {}", grpc_address({endpoint.host, port_, "", ""}));
+  }
+}
+
+void OtlpGrpcReceiver::shutdown(std::chrono::steady_clock::time_point deadline) {
+  if (!server_) {
+    return;
+  }
+  // grpc::Server takes system_clock deadlines; keep the remaining time, not the clock.
+  const auto remaining = std::max(deadline - std::chrono::steady_clock::now(),
+                                  std::chrono::steady_clock::duration::zero());
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::duration_cast<std::chrono::system_clock::duration>(remaining));
+  server_->Wait();
+  server_.reset();
+  if (!options_.endpoint.unix_path.empty()) {
+    remove_unix_socket(options_.endpoint.unix_path);
+  }
+}
+
+}  // namespace spanrelay

@@ -1,0 +1,270 @@
+// QueuedExporter's retry loop, queue bound and shutdown, driven through a fake Sender; and
+// the gRPC status classification.
+#include <catch2/catch.hpp>
+
+#include <grpcpp/support/status.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <deque>
+#include <mutex>
+
+#include "exporters/otlp_grpc/grpc_sender.hpp"
+#include "exporters/queued_exporter.hpp"
+#include "google/rpc/status.pb.h"
+
+using namespace spanrelay;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+Attempt retryable_attempt(std::string detail,
+                          std::optional<std::chrono::milliseconds> after = std::nullopt) {
+  Attempt a;
+  a.outcome = Attempt::kRetryable;
+  a.retry_after = after;
+  a.detail = std::move(detail);
+  return a;
+}
+
+Attempt retryable(std::optional<std::chrono::milliseconds> after = std::nullopt) {
+  return retryable_attempt("503", after);
+}
+
+// Answers each send() with the next scripted Attempt (default: delivered), after an optional
+// delay; records every call. Thread-safe for the test thread's reads.
+struct Script {
+  std::mutex m;
+  std::deque<Attempt> answers;
+  std::vector<Clock::time_point> calls;
+  std::chrono::milliseconds delay{0};
+  bool cancelled = false;
+
+  std::size_t count() {
+    std::lock_guard lock(m);
+    return calls.size();
+  }
+};
+
+class FakeSender final : public Sender {
+ public:
+  FakeSender(boost::asio::io_context& ioc, Script& s) : ioc_(ioc), s_(s) {}
+  std::string prepare(const Batch& b) override { return b.bytes; }
+  boost::asio::awaitable<Attempt> send(std::size_t, std::string&) override {
+    Attempt a;
+    std::chrono::milliseconds delay;
+    {
+      std::lock_guard lock(s_.m);
+      s_.calls.push_back(Clock::now());
+      a.outcome = Attempt::kDelivered;
+      if (!s_.answers.empty()) {
+        a = s_.answers.front();
+        s_.answers.pop_front();
+      }
+      delay = s_.delay;
+    }
+    if (delay.count() > 0) {
+      boost::asio::steady_timer t(ioc_, delay);
+      timer_ = &t;
+      auto [ec] = co_await t.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+      timer_ = nullptr;
+      if (ec) {
+        co_return retryable_attempt("cancelled");
+      }
+    }
+    co_return a;
+  }
+  void cancel_all() override {
+    std::lock_guard lock(s_.m);
+    s_.cancelled = true;
+    if (timer_ != nullptr) {
+      timer_->cancel();
+    }
+  }
+  void close(std::size_t) override {}
+  std::string describe() const override { return "fake"; }
+
+ private:
+  boost::asio::io_context& ioc_;
+  Script& s_;
+  boost::asio::steady_timer* timer_ = nullptr;
+};
+
+
+config::Exporter options() {
+  config::Exporter o;
+  o.name = "fake";
+  o.max_in_flight = 1;
+  o.max_queue_bytes = 1 << 20;
+  o.retry.initial_interval = 10ms;
+  o.retry.max_interval = 50ms;
+  o.retry.max_elapsed = 5s;
+  return o;
+}
+
+BatchPtr batch(std::uint32_t spans, std::size_t bytes = 100) {
+  auto b = std::make_shared<Batch>();
+  b->bytes.assign(bytes, 'x');
+  b->spans = spans;
+  return b;
+}
+
+std::unique_ptr<QueuedExporter> make(Script& s, config::Exporter o = options()) {
+  auto e = std::make_unique<QueuedExporter>(
+      o, [&s](boost::asio::io_context& ioc, const config::Exporter&) {
+        return std::make_unique<FakeSender>(ioc, s);
+      });
+  e->start();
+  return e;
+}
+
+template <typename Pred>
+bool eventually(Pred p, std::chrono::milliseconds timeout = 10s) {
+  const auto until = Clock::now() + timeout;
+  while (Clock::now() < until) {
+    if (p()) {
+      return true;
+    }
+    std::this_thread::sleep_for(2ms);  // polling a condition with a deadline
+  }
+  return p();
+}
+
+}  // namespace
+
+TEST_CASE("retryable failures are retried until delivered, once", "[exporter]") {
+  Script s;
+  s.answers = {retryable(), retryable()};
+  auto e = make(s);
+  e->submit(batch(7));
+  REQUIRE(eventually([&] { return get(e->stats().sent_spans) == 7; }));
+  REQUIRE(s.count() == 3);
+  REQUIRE(get(e->stats().retries) == 2);
+  REQUIRE(get(e->stats().failed_spans) == 0);
+}
+
+TEST_CASE("a permanent failure drops the batch at once and counts it", "[exporter]") {
+  Script s;
+  Attempt permanent;
+  permanent.outcome = Attempt::kPermanent;
+  permanent.detail = "HTTP 400";
+  s.answers = {permanent};
+  auto e = make(s);
+  e->submit(batch(5));
+  REQUIRE(eventually([&] { return get(e->stats().failed_spans) == 5; }));
+  e->shutdown(Clock::now() + 1s);
+  REQUIRE(s.count() == 1);
+  REQUIRE(get(e->stats().sent_spans) == 0);
+}
+
+TEST_CASE("Retry-After sets the delay before the next attempt", "[exporter]") {
+  Script s;
+  s.answers = {retryable(300ms)};
+  auto e = make(s);
+  e->submit(batch(1));
+  REQUIRE(eventually([&] { return get(e->stats().sent_spans) == 1; }));
+  std::lock_guard lock(s.m);
+  REQUIRE(s.calls.size() == 2);
+  REQUIRE(s.calls[1] - s.calls[0] >= 300ms);
+}
+
+TEST_CASE("retries stop at max_elapsed and the batch is counted as failed", "[exporter]") {
+  Script s;
+  for (int i = 0; i < 1000; ++i) {
+    s.answers.push_back(retryable());
+  }
+  auto o = options();
+  o.retry.max_elapsed = 200ms;
+  auto e = make(s, o);
+  e->submit(batch(3));
+  REQUIRE(eventually([&] { return get(e->stats().failed_spans) == 3; }));
+  REQUIRE(s.count() >= 2);
+}
+
+TEST_CASE("a stale kept-alive connection costs one immediate retry", "[exporter]") {
+  Script s;
+  Attempt stale = retryable();
+  stale.stale_connection = true;
+  s.answers = {stale};
+  auto o = options();
+  o.retry.initial_interval = 10s;  // a backoff would make this test time out
+  o.retry.max_interval = 10s;
+  auto e = make(s, o);
+  e->submit(batch(1));
+  REQUIRE(eventually([&] { return get(e->stats().sent_spans) == 1; }, 5s));
+}
+
+TEST_CASE("a full queue drops its oldest batch, counted", "[exporter]") {
+  Script s;
+  s.delay = 200ms;  // the one worker is busy while the queue fills
+  auto o = options();
+  o.max_queue_bytes = 250;  // two 100-byte batches fit
+  auto e = make(s, o);
+  e->submit(batch(1));
+  REQUIRE(eventually([&] { return s.count() == 1; }));  // batch 1 is in flight
+  for (std::uint32_t i = 2; i <= 5; ++i) {
+    e->submit(batch(i));
+  }
+  e->shutdown(Clock::now() + 10s);
+  // In flight: batch 1. Queue 2,3 -> 4 evicts 2 -> 5 evicts 3. Delivered: 1, 4, 5.
+  REQUIRE(get(e->stats().sent_spans) == 1 + 4 + 5);
+  REQUIRE(get(e->stats().failed_spans) == 2 + 3);
+}
+
+TEST_CASE("shutdown delivers the queue, then gives up at the deadline", "[exporter]") {
+  SECTION("healthy upstream: everything delivered") {
+    Script s;
+    auto e = make(s);
+    for (int i = 0; i < 10; ++i) {
+      e->submit(batch(1));
+    }
+    e->shutdown(Clock::now() + 10s);
+    REQUIRE(get(e->stats().sent_spans) == 10);
+  }
+  SECTION("dead upstream: shutdown returns at the deadline, all counted") {
+    Script s;
+    for (int i = 0; i < 100000; ++i) {
+      s.answers.push_back(retryable());
+    }
+    auto e = make(s);
+    for (int i = 0; i < 4; ++i) {
+      e->submit(batch(2));
+    }
+    const auto start = Clock::now();
+    e->shutdown(start + 300ms);
+    REQUIRE(Clock::now() - start < 5s);
+    REQUIRE(get(e->stats().failed_spans) == 8);
+    REQUIRE(get(e->stats().sent_spans) == 0);
+  }
+}
+
+TEST_CASE("gRPC statuses map to retryable and permanent per OTLP", "[exporter][grpc]") {
+  using grpc::StatusCode;
+  for (auto code : {StatusCode::CANCELLED, StatusCode::DEADLINE_EXCEEDED, StatusCode::ABORTED,
+                    StatusCode::OUT_OF_RANGE, StatusCode::UNAVAILABLE, StatusCode::DATA_LOSS}) {
+    REQUIRE(classify_grpc_status(grpc::Status(code, "x")).outcome == Attempt::kRetryable);
+  }
+  for (auto code : {StatusCode::INVALID_ARGUMENT, StatusCode::UNAUTHENTICATED,
+                    StatusCode::PERMISSION_DENIED, StatusCode::UNIMPLEMENTED,
+                    StatusCode::INTERNAL, StatusCode::NOT_FOUND, StatusCode::RESOURCE_EXHAUSTED}) {
+    REQUIRE(classify_grpc_status(grpc::Status(code, "x")).outcome == Attempt::kPermanent);
+  }
+  REQUIRE(classify_grpc_status(grpc::Status::OK).outcome == Attempt::kDelivered);
+
+  // RESOURCE_EXHAUSTED with RetryInfo is throttling: retry after the given delay.
+  google::rpc::RetryInfo info;
+  info.mutable_retry_delay()->set_seconds(2);
+  info.mutable_retry_delay()->set_nanos(500000000);
+  google::rpc::Status details;
+  details.set_code(8);
+  auto* any = details.add_details();
+  any->set_type_url("type.googleapis.com/google.rpc.RetryInfo");
+  any->set_value(info.SerializeAsString());
+  auto a = classify_grpc_status(
+      grpc::Status(StatusCode::RESOURCE_EXHAUSTED, "slow down", details.SerializeAsString()));
+  REQUIRE(a.outcome == Attempt::kRetryable);
+  REQUIRE(a.retry_after == std::chrono::milliseconds(2500));
+}
