@@ -1,0 +1,85 @@
+#pragma once
+// A real HTTP/1.1 (optionally HTTPS) server on 127.0.0.1:<ephemeral> standing in for the OTLP
+// upstream (Grafana Cloud). It records every request, decodes OTLP bodies, answers from a
+// programmable script, and can hold requests unanswered to play a stuck upstream.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "integration/otlp_data.hpp"
+
+namespace it {
+
+struct UpstreamResponse {
+  unsigned status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;  // e.g. {"Retry-After", "1"}
+  std::string content_type = "application/x-protobuf";
+  std::string body;  // the default is an empty (serialized) ExportTraceServiceResponse
+
+  static UpstreamResponse with_status(unsigned status);  // body: a google.rpc.Status
+};
+
+struct RecordedRequest {
+  std::string method;
+  std::string target;
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string raw_body;
+  std::string body;      // raw_body, gunzipped when Content-Encoding: gzip
+  bool decoded = false;  // body parsed as an ExportTraceServiceRequest
+  ExportRequest request;
+  std::chrono::steady_clock::time_point received_at;
+  unsigned response_status = 0;  // 0 while held / not yet answered
+
+  // "" when absent.
+  std::string header(const std::string& lower_case_name) const;
+};
+
+struct TlsFiles {
+  std::string cert_file;  // PEM certificate (self-signed, CN and SAN 127.0.0.1)
+  std::string key_file;   // PEM private key
+};
+
+// Writes a fresh self-signed certificate for 127.0.0.1 into dir; the cert is its own CA.
+TlsFiles make_self_signed_cert(const std::string& dir);
+
+class FakeUpstream {
+ public:
+  FakeUpstream();                             // plain HTTP
+  explicit FakeUpstream(const TlsFiles& tls);  // HTTPS
+  ~FakeUpstream();
+  FakeUpstream(const FakeUpstream&) = delete;
+  FakeUpstream& operator=(const FakeUpstream&) = delete;
+
+  std::uint16_t port() const;
+  // The exporter endpoint to configure: "http(s)://127.0.0.1:PORT/otlp".
+  std::string base_url() const;
+
+  // Responses are consumed one per request, in arrival order; then the default applies.
+  void script(std::vector<UpstreamResponse> responses);
+  void set_default(UpstreamResponse response);
+
+  // While holding, requests are recorded but not answered until release().
+  void hold();
+  void release();
+  std::size_t held_count() const;
+
+  std::size_t request_count() const;
+  std::vector<RecordedRequest> requests() const;
+  // Spans of requests answered with 2xx, in order.
+  std::vector<FlatSpan> delivered_spans() const;
+  std::size_t delivered_span_count() const;
+
+  bool wait_for_requests(std::size_t n, std::chrono::milliseconds timeout) const;
+  bool wait_for_spans(std::size_t n, std::chrono::milliseconds timeout) const;
+
+  struct State;
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace it
