@@ -4,12 +4,19 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CONFIG ?=
 
-.PHONY: all deps configure build run test test-asan clean
+.PHONY: all deps interop-deps configure build run test test-asan clean
 
 all: build
 
 deps:
 	@bash deploy/install-deps.sh
+
+# The interop suite's pinned OpenTelemetry JS SDK (package-lock.json); re-installed when the
+# lockfile changes.
+interop-deps: deps
+	@cd tests/interop && if [ ! -f node_modules/.package-lock.json ] || \
+	    [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+	    npm ci --no-audit --no-fund --loglevel=error; fi
 
 configure: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
@@ -23,7 +30,7 @@ run: build
 	@echo "           metrics on http://127.0.0.1:13133/metrics; Ctrl-C to stop"
 	@./$(BUILD)/spanrelay $(if $(CONFIG),--config $(CONFIG),)
 
-test: build
+test: build interop-deps
 	@cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
 
 # Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, in their own build tree.

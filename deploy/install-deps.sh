@@ -12,6 +12,12 @@ packages=(
   openssl
 )
 
+# Node.js runs the interop suite (the official OpenTelemetry JS SDK); Debian's is enough when
+# the machine has none.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
