@@ -1,34 +1,34 @@
 #pragma once
-// Standard base64 (RFC 4648, with padding).
+// Standard base64 encoding (RFC 4648, with padding).
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace spanrelay {
 
-inline std::string base64_encode(std::string_view in) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
-                       (static_cast<unsigned char>(in[i + 1]) << 8) |
-                       static_cast<unsigned char>(in[i + 2]);
-    out += {alphabet[v >> 18], alphabet[(v >> 12) & 63], alphabet[(v >> 6) & 63],
-            alphabet[v & 63]};
-  }
-  if (i < in.size()) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    if (i + 1 < in.size()) {
-      v |= static_cast<unsigned char>(in[i + 1]) << 8;
+inline constexpr char base64_digits[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+// Appends the encoding of `in` to `out`.
+inline void base64_append(std::string& out, std::string_view in) {
+  const auto byte = [&](std::size_t i) {
+    return i < in.size() ? static_cast<std::uint32_t>(static_cast<unsigned char>(in[i])) : 0u;
+  };
+  out.reserve(out.size() + (in.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < in.size(); i += 3) {
+    const std::uint32_t bits = (byte(i) << 16) | (byte(i + 1) << 8) | byte(i + 2);
+    const std::size_t digits = std::min<std::size_t>(in.size() - i, 3) + 1;
+    for (std::size_t d = 0; d < 4; ++d) {
+      out += d < digits ? base64_digits[(bits >> (18 - 6 * d)) & 63] : '=';
     }
-    out += alphabet[v >> 18];
-    out += alphabet[(v >> 12) & 63];
-    out += i + 1 < in.size() ? alphabet[(v >> 6) & 63] : '=';
-    out += '=';
   }
+}
+
+inline std::string base64_encode(std::string_view in) {
+  std::string out;
+  base64_append(out, in);
   return out;
 }
 

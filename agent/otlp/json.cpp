@@ -20,6 +20,7 @@
 #include <boost/json/basic_parser_impl.hpp>
 #include <google/protobuf/arena.h>
 
+#include "common/base64.hpp"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 #include "opentelemetry/proto/trace/v1/trace.pb.h"
 
@@ -40,7 +41,6 @@ constexpr std::array<std::string_view, 3> status_code_names = {
     "STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"};
 
 constexpr char hex_digits[] = "0123456789abcdef";
-constexpr char base64_digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 // Base64 digit values for both the standard and the URL-safe alphabet; -1 for anything else.
 constexpr std::array<std::int8_t, 256> base64_values = [] {
@@ -812,16 +812,7 @@ class writer {
   }
   void base64(std::string_view bytes) {
     out_ += '"';
-    const auto byte = [&](std::size_t i) {
-      return i < bytes.size() ? static_cast<unsigned char>(bytes[i]) : 0u;
-    };
-    for (std::size_t i = 0; i < bytes.size(); i += 3) {
-      const std::uint32_t bits = (byte(i) << 16) | (byte(i + 1) << 8) | byte(i + 2);
-      const std::size_t digits = std::min<std::size_t>(bytes.size() - i, 3) + 1;
-      for (std::size_t d = 0; d < 4; ++d) {
-        out_ += d < digits ? base64_digits[(bits >> (18 - 6 * d)) & 63] : '=';
-      }
-    }
+    base64_append(out_, bytes);
     out_ += '"';
   }
   void double_value(double v) {

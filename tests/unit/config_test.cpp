@@ -1089,3 +1089,20 @@ TEST_CASE("tls.ca_file must be readable") {
             .exporters[0]
             .tls.ca_file.empty());
 }
+
+TEST_CASE("the sidecar example loads with Grafana Cloud settings from the environment") {
+  EnvVar endpoint("GRAFANA_CLOUD_OTLP_ENDPOINT",
+                  "https://otlp-gateway-prod-us-east-0.grafana.net/otlp");
+  EnvVar instance("GRAFANA_CLOUD_INSTANCE_ID", "424242");
+  EnvVar token("GRAFANA_CLOUD_TOKEN", "glc_sidecar_secret");
+  const Config c =
+      load_file(std::string(SPANRELAY_SOURCE_DIR) + "/config/examples/sidecar.yaml");
+  CHECK(c.receivers.http.endpoint.host == "0.0.0.0");
+  CHECK(c.receivers.grpc.enabled);
+  CHECK(c.receivers.grpc.endpoint.port == 4317);
+  REQUIRE(c.exporters.size() == 1);
+  CHECK(c.exporters[0].endpoint.traces_target == "/otlp/v1/traces");
+  CHECK(c.exporters[0].auth.username == "424242");
+  CHECK(c.log.json);
+  CHECK(describe(c).find("glc_sidecar_secret") == std::string::npos);
+}
