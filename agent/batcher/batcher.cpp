@@ -86,12 +86,11 @@ void Batcher::take(Chunk&& chunk) {
   }
   if (pending_spans_ == 0) {
     pending_since_ = std::chrono::steady_clock::now();
-    if (pending_.empty()) {
-      pending_ = std::move(chunk.bytes);  // the common case of one request per batch: no copy
-    } else {
-      pending_.append(chunk.bytes);
-    }
+    pending_ = std::move(chunk.bytes);  // a batch of one request needs no copy
   } else {
+    if (pending_.capacity() < options_.max_bytes) {
+      pending_.reserve(options_.max_bytes);  // grow once, not once per doubling
+    }
     pending_.append(chunk.bytes);
   }
   pending_spans_ += chunk.spans;

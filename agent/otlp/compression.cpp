@@ -79,10 +79,15 @@ GzipCompressor::GzipCompressor(int level) : compressor_(libdeflate_alloc_compres
 GzipCompressor::~GzipCompressor() { libdeflate_free_compressor(compressor_); }
 
 void GzipCompressor::compress(std::string_view in, std::string& out) {
-  out.resize(libdeflate_gzip_compress_bound(compressor_, in.size()));
+  const std::size_t bound = libdeflate_gzip_compress_bound(compressor_, in.size());
+  if (scratch_size_ < bound) {
+    scratch_.reset(new char[bound]);  // uninitialised on purpose
+    scratch_size_ = bound;
+  }
+  // n == 0 cannot happen with a buffer of the bound's size.
   const std::size_t n =
-      libdeflate_gzip_compress(compressor_, in.data(), in.size(), out.data(), out.size());
-  out.resize(n);  // n == 0 cannot happen with a buffer of the bound's size
+      libdeflate_gzip_compress(compressor_, in.data(), in.size(), scratch_.get(), bound);
+  out.assign(scratch_.get(), n);
 }
 
 }  // namespace spanrelay::otlp

@@ -24,16 +24,25 @@ IntakeResult Intake::submit(std::string&& request) noexcept {
     add(stats_.unavailable);
     return r;
   }
-  otlp::ScanResult scan = otlp::scan_request(request);
-  if (!scan.ok) {
-    r.status = IntakeStatus::kInvalid;
-    r.error = std::move(scan.error);
-    add(stats_.bad_requests);
-    return r;
-  }
   try {
+    // Reserve before any work: under overload the CPU is better spent delivering than
+    // validating requests that will be refused anyway.
+    BudgetLease lease;
+    if (budget_.try_reserve(request.size())) {
+      lease = BudgetLease(&budget_, request.size());
+    } else {
+      return refuse(otlp::count_spans(request));
+    }
+    otlp::ScanResult scan = otlp::scan_request(request);
+    if (!scan.ok) {
+      r.status = IntakeStatus::kInvalid;
+      r.error = std::move(scan.error);
+      add(stats_.bad_requests);
+      return r;
+    }
     if (scan.invalid_spans > 0) {
       request = otlp::drop_invalid_spans(request);
+      lease.split_off(lease.bytes() - request.size());  // the shrunk part goes back at once
       r.rejected_spans = scan.invalid_spans;
       r.error = std::to_string(scan.invalid_spans) +
                 " span(s) rejected: trace id must be 16 bytes and span id 8 bytes, not all zero";
@@ -44,32 +53,32 @@ IntakeResult Intake::submit(std::string&& request) noexcept {
     if (spans == 0) {
       return r;  // nothing to forward (an empty request is a valid one)
     }
-    const std::size_t bytes = request.size();
-    if (!budget_.try_reserve(bytes)) {
-      r.status = IntakeStatus::kFull;
-    } else {
-      Chunk chunk{std::move(request), spans, BudgetLease(&budget_, bytes)};
-      if (ring_.try_push(chunk)) {
-        notify_();
-        r.accepted_spans = spans;
-        add(stats_.accepted_spans, spans);
-        return r;
-      }
-      r.status = IntakeStatus::kFull;
+    Chunk chunk{std::move(request), spans, std::move(lease)};
+    if (!ring_.try_push(chunk)) {
+      return refuse(spans);
     }
-    add(stats_.refused_spans, spans);
-    std::uint64_t suppressed = 0;
-    if (full_warning_.allow(suppressed)) {
-      log_->warn("buffer full ({} of {} bytes used): refusing requests with 429/"
-                 "RESOURCE_EXHAUSTED ({} more refusals since the last warning)",
-                 budget_.used(), budget_.limit(), suppressed);
-    }
+    notify_();
+    r.accepted_spans = spans;
+    add(stats_.accepted_spans, spans);
     return r;
   } catch (const std::exception& e) {
     r.status = IntakeStatus::kFull;  // allocation failure: the client may retry
     r.error = e.what();
     return r;
   }
+}
+
+IntakeResult Intake::refuse(std::uint32_t spans) noexcept {
+  add(stats_.refused_spans, spans);
+  std::uint64_t suppressed = 0;
+  if (full_warning_.allow(suppressed)) {
+    log_->warn("buffer full ({} of {} bytes used): refusing requests with 429/"
+               "RESOURCE_EXHAUSTED ({} more refusals since the last warning)",
+               budget_.used(), budget_.limit(), suppressed);
+  }
+  IntakeResult r;
+  r.status = IntakeStatus::kFull;
+  return r;
 }
 
 void Intake::close() noexcept {

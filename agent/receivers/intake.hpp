@@ -47,6 +47,8 @@ class Intake {
   ReceiverStats& stats() noexcept { return stats_; }
 
  private:
+  IntakeResult refuse(std::uint32_t spans) noexcept;
+
   Ring<Chunk>& ring_;
   MemoryBudget& budget_;
   ReceiverStats& stats_;
