@@ -41,3 +41,8 @@ test-asan: deps
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-asan
+
+# Performance benchmark against the budget (docs/performance.md); never part of `make test`.
+.PHONY: bench
+bench:
+	@bash tests/bench/run.sh
