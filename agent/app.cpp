@@ -25,7 +25,8 @@
 namespace spanrelay {
 namespace {
 
-std::unique_ptr<Exporter> make_exporter(config::Exporter e, const config::Config& c) {
+std::unique_ptr<Exporter> make_exporter(config::Exporter e, const config::Config& c,
+                                        const MemoryBudget& budget) {
   if (e.max_queue_bytes == 0) {
     e.max_queue_bytes = c.buffer.max_bytes / c.exporters.size();
   }
@@ -34,12 +35,12 @@ std::unique_ptr<Exporter> make_exporter(config::Exporter e, const config::Config
       return std::make_unique<QueuedExporter>(e, [](boost::asio::io_context& ioc,
                                                     const config::Exporter& o) {
         return std::make_unique<HttpSender>(ioc, o);
-      });
+      }, &budget);
     case config::ExporterType::otlp_grpc:
       return std::make_unique<QueuedExporter>(e, [](boost::asio::io_context& ioc,
                                                     const config::Exporter& o) {
         return std::make_unique<GrpcSender>(ioc, o);
-      });
+      }, &budget);
     case config::ExporterType::file:
       return std::make_unique<FileExporter>(e);
   }
@@ -52,7 +53,7 @@ struct Pipeline {
         batcher(ring, c.batch, [this](BatchPtr b) { fan_out(std::move(b)); }, batcher_stats),
         intake(ring, budget, receiver_stats, [this] { batcher.notify(); }) {
     for (const auto& e : c.exporters) {
-      exporters.push_back(make_exporter(e, c));
+      exporters.push_back(make_exporter(e, c, budget));
     }
   }
 

@@ -21,9 +21,16 @@ struct QueuedExporter::Worker {
   std::size_t slot;
 };
 
-QueuedExporter::QueuedExporter(config::Exporter options, SenderFactory make_sender)
+QueuedExporter::QueuedExporter(config::Exporter options, SenderFactory make_sender,
+                               const MemoryBudget* budget)
     : options_(std::move(options)), log_(logger("exporter." + options_.name)),
-      work_(asio::make_work_guard(ioc_)), sender_(make_sender(ioc_, options_)), deadline_timer_(ioc_) {}
+      work_(asio::make_work_guard(ioc_)), sender_(make_sender(ioc_, options_)), budget_(budget),
+      deadline_timer_(ioc_) {}
+
+bool QueuedExporter::memory_pressure() const noexcept {
+  // Three quarters of the budget: receivers are close to answering 429.
+  return budget_ == nullptr || budget_->used() >= budget_->limit() / 4 * 3;
+}
 
 QueuedExporter::~QueuedExporter() { shutdown(Clock::now()); }
 
@@ -50,9 +57,10 @@ void QueuedExporter::enqueue(BatchPtr batch) {
     drop(batch->spans, "exporter stopped");
     return;
   }
-  // A dead or slow upstream must not hold the memory the other exporters need: past this
-  // exporter's share, the oldest waiting batch goes.
-  while (!queue_.empty() && queued_bytes_ + batch->bytes.size() > options_.max_queue_bytes) {
+  // A dead upstream must not hold the memory the other exporters need: past this exporter's
+  // share, and only when memory is getting scarce, the oldest waiting batch goes.
+  while (!queue_.empty() && queued_bytes_ + batch->bytes.size() > options_.max_queue_bytes &&
+         memory_pressure()) {
     BatchPtr oldest = std::move(queue_.front());
     queue_.pop_front();
     queued_bytes_ -= oldest->bytes.size();

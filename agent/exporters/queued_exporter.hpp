@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/budget.hpp"
 #include "common/log.hpp"
 #include "config/config.hpp"
 #include "exporters/exporter.hpp"
@@ -30,8 +31,12 @@ class QueuedExporter final : public Exporter {
   using SenderFactory = std::function<std::unique_ptr<Sender>(boost::asio::io_context&,
                                                               const config::Exporter&)>;
 
-  // max_queue_bytes must be resolved (non-zero).
-  QueuedExporter(config::Exporter options, SenderFactory make_sender);
+  // max_queue_bytes must be resolved (non-zero). `budget` is the agent's memory budget: the
+  // queue sheds its oldest batches past max_queue_bytes only while that budget is under
+  // pressure (nullptr: always), so a slow but healthy upstream keeps its backlog while memory
+  // is plentiful and a dead one cannot starve the others when it is not.
+  QueuedExporter(config::Exporter options, SenderFactory make_sender,
+                 const MemoryBudget* budget = nullptr);
   ~QueuedExporter() override;
 
   const std::string& name() const noexcept override { return options_.name; }
@@ -47,6 +52,7 @@ class QueuedExporter final : public Exporter {
   boost::asio::awaitable<BatchPtr> next_batch(Worker& w);
   boost::asio::awaitable<void> deliver(Worker& w, const Batch& batch);
   void enqueue(BatchPtr batch);
+  bool memory_pressure() const noexcept;
   void wake_one();
   void expire();
   void drop(std::uint32_t spans, const std::string& why);
@@ -56,6 +62,7 @@ class QueuedExporter final : public Exporter {
   boost::asio::io_context ioc_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::unique_ptr<Sender> sender_;
+  const MemoryBudget* budget_;
 
   std::deque<BatchPtr> queue_;
   std::size_t queued_bytes_ = 0;

@@ -112,11 +112,14 @@ BatchPtr batch(std::uint32_t spans, std::size_t bytes = 100) {
   return b;
 }
 
-std::unique_ptr<QueuedExporter> make(Script& s, config::Exporter o = options()) {
+std::unique_ptr<QueuedExporter> make(Script& s, config::Exporter o = options(),
+                                     const MemoryBudget* budget = nullptr) {
   auto e = std::make_unique<QueuedExporter>(
-      o, [&s](boost::asio::io_context& ioc, const config::Exporter&) {
+      o,
+      [&s](boost::asio::io_context& ioc, const config::Exporter&) {
         return std::make_unique<FakeSender>(ioc, s);
-      });
+      },
+      budget);
   e->start();
   return e;
 }
@@ -212,6 +215,39 @@ TEST_CASE("a full queue drops its oldest batch, counted", "[exporter]") {
   // In flight: batch 1. Queue 2,3 -> 4 evicts 2 -> 5 evicts 3. Delivered: 1, 4, 5.
   REQUIRE(get(e->stats().sent_spans) == 1 + 4 + 5);
   REQUIRE(get(e->stats().failed_spans) == 2 + 3);
+}
+
+TEST_CASE("a queue over its share keeps its batches while memory is plentiful", "[exporter]") {
+  Script s;
+  s.delay = 100ms;
+  auto o = options();
+  o.max_queue_bytes = 250;
+  MemoryBudget budget(1 << 20);  // nearly empty: no pressure
+  auto e = make(s, o, &budget);
+  e->submit(batch(1));
+  REQUIRE(eventually([&] { return s.count() == 1; }));
+  for (std::uint32_t i = 2; i <= 5; ++i) {
+    e->submit(batch(i));
+  }
+  e->shutdown(Clock::now() + 10s);
+  REQUIRE(get(e->stats().sent_spans) == 1 + 2 + 3 + 4 + 5);
+  REQUIRE(get(e->stats().failed_spans) == 0);
+
+  SECTION("and sheds the oldest once the budget is three quarters used") {
+    Script s2;
+    s2.delay = 100ms;
+    MemoryBudget tight(1000);
+    REQUIRE(tight.try_reserve(800));
+    auto e2 = make(s2, o, &tight);
+    e2->submit(batch(1));
+    REQUIRE(eventually([&] { return s2.count() == 1; }));
+    for (std::uint32_t i = 2; i <= 5; ++i) {
+      e2->submit(batch(i));
+    }
+    e2->shutdown(Clock::now() + 10s);
+    REQUIRE(get(e2->stats().failed_spans) == 2 + 3);
+    tight.release(800);
+  }
 }
 
 TEST_CASE("shutdown delivers the queue, then gives up at the deadline", "[exporter]") {
