@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "google/rpc/status.pb.h"
+#include "integration/checks.hpp"
 #include "integration/fake_upstream.hpp"
 #include "integration/harness.hpp"
 
@@ -21,43 +22,8 @@ namespace {
 
 AgentConfig upstream_config(const FakeUpstream& upstream) {
   AgentConfig config;
-  config.upstream_url = upstream.base_url();
+  config.exporters["up"].endpoint = upstream.base_url();
   return config;
-}
-
-std::string content_type_of(const HttpResponse& response) {
-  return std::string(response[boost::beast::http::field::content_type]);
-}
-
-// A 200 answer to an OTLP export, decoded in the request's encoding; returns rejected_spans.
-std::int64_t accepted_rejected_spans(const HttpResponse& response, Format format) {
-  INFO("status " << response.result_int() << ", body: " << response.body());
-  REQUIRE(response.result_int() == 200);
-  if (format == Format::json) {
-    CHECK(content_type_of(response).starts_with("application/json"));
-    boost::system::error_code ec;
-    const auto body = boost::json::parse(response.body(), ec);
-    REQUIRE(!ec);
-    REQUIRE(body.is_object());
-    const auto* partial = body.as_object().if_contains("partialSuccess");
-    if (partial == nullptr || !partial->is_object()) {
-      return 0;
-    }
-    const auto* rejected = partial->as_object().if_contains("rejectedSpans");
-    if (rejected == nullptr) {
-      return 0;
-    }
-    return rejected->is_string() ? std::stoll(std::string(rejected->as_string()))
-                                 : rejected->to_number<std::int64_t>();
-  }
-  CHECK(content_type_of(response).starts_with("application/x-protobuf"));
-  ExportResponse decoded;
-  REQUIRE(decoded.ParseFromString(response.body()));
-  return decoded.partial_success().rejected_spans();
-}
-
-void require_accepted(const HttpResponse& response, Format format = Format::protobuf) {
-  CHECK(accepted_rejected_spans(response, format) == 0);
 }
 
 // The error body must be a google.rpc.Status in the request's encoding.
@@ -98,44 +64,6 @@ void check_upstream_requests(const FakeUpstream& upstream, bool gzip) {
     CHECK(request.header("content-encoding") == (gzip ? "gzip" : ""));
     CHECK(request.decoded);
   }
-}
-
-// Waits for the spans to arrive and checks each arrived exactly once, unchanged.
-void require_delivered_once(const FakeUpstream& upstream, const std::vector<FlatSpan>& sent,
-                            Millis timeout = 10s) {
-  const bool arrived = upstream.wait_for_spans(sent.size(), timeout);
-  INFO("delivered " << upstream.delivered_span_count() << " of " << sent.size() << " spans in "
-                    << upstream.request_count() << " upstream requests");
-  CHECK(arrived);
-  const std::string problems = compare_delivery(sent, upstream.delivered_spans());
-  INFO(problems);
-  CHECK(problems.empty());
-}
-
-std::vector<FlatSpan> post_and_expect_ok(std::uint16_t port, std::size_t n_spans,
-                                         const PostOptions& options = {}) {
-  const ExportRequest request = make_request(n_spans);
-  require_accepted(post_spans(port, request, options), options.format);
-  return flatten(request);
-}
-
-void append(std::vector<FlatSpan>& to, const std::vector<FlatSpan>& more) {
-  to.insert(to.end(), more.begin(), more.end());
-}
-
-// A negative check: pred stays false for the whole window (no event can be awaited instead).
-bool stays_false(const std::function<bool()>& pred, Millis window) {
-  return !wait_until(pred, window, 20ms);
-}
-
-// Neither the token nor the Authorization value built from it may appear in output or logs.
-void check_no_secret(const std::string& output) {
-  CHECK(output.find(test_token) == std::string::npos);
-  CHECK(output.find(expected_authorization().substr(6)) == std::string::npos);
-}
-
-std::string exporter_series(std::string_view metric, std::string_view exporter = "up") {
-  return std::string(metric) + "{exporter=\"" + std::string(exporter) + "\"}";
 }
 
 // Proof of life after an abuse: admin healthy and a fresh export goes all the way through.
@@ -217,7 +145,7 @@ TEST_CASE("compression: none sends protobuf without Content-Encoding",
           "[integration][forwarding]") {
   FakeUpstream upstream;
   AgentConfig config = upstream_config(upstream);
-  config.compression = "none";
+  config.exporters["up"].compression = "none";
   Agent agent(config);
 
   const auto sent = post_and_expect_ok(agent.port(), 8);
@@ -231,7 +159,7 @@ TEST_CASE("compression: none sends protobuf without Content-Encoding",
 TEST_CASE("config values substitute environment variables", "[integration][config]") {
   FakeUpstream upstream;
   AgentConfig config = upstream_config(upstream);
-  config.headers = {{"X-Scope-OrgID", "${TEST_TENANT}"}};
+  config.exporters["up"].headers = {{"X-Scope-OrgID", "${TEST_TENANT}"}};
   Env env = default_env();
   env.emplace_back("TEST_TENANT", "tenant-from-env");
   Agent agent(config, env);
@@ -334,7 +262,7 @@ TEST_CASE("a full buffer answers 429 with Retry-After and loses no accepted span
   AgentConfig config = upstream_config(upstream);
   config.buffer_max_bytes = "64KiB";
   config.batch_max_bytes = "16KiB";
-  config.exporter_timeout = "20s";  // held requests must not time out and be retried
+  config.exporters["up"].timeout = "20s";  // held requests must not time out and be retried
   Agent agent(config);
 
   std::vector<FlatSpan> accepted;
@@ -392,15 +320,16 @@ TEST_CASE("SIGTERM with the upstream down exits within shutdown_timeout",
   std::optional<FakeUpstream> stuck;
   AgentConfig config;
   config.shutdown_timeout = "2s";
-  config.exporter_timeout = "30s";
-  config.retry_max_elapsed = "60s";
+  config.exporters["up"].timeout = "30s";
+  config.exporters["up"].retry_max_elapsed = "60s";
   SECTION("connection refused") {
-    config.upstream_url = "http://127.0.0.1:" + std::to_string(free_port()) + "/otlp";
+    config.exporters["up"].endpoint =
+        "http://127.0.0.1:" + std::to_string(free_port()) + "/otlp";
   }
   SECTION("upstream never answers") {
     stuck.emplace();
     stuck->hold();
-    config.upstream_url = stuck->base_url();
+    config.exporters["up"].endpoint = stuck->base_url();
   }
   Agent agent(config);
   post_and_expect_ok(agent.port(), 5);
@@ -424,7 +353,7 @@ TEST_CASE("while shutting down requests get 503 or no connection", "[integration
   upstream.hold();  // an export in flight keeps the agent in its shutdown phase
   AgentConfig config = upstream_config(upstream);
   config.shutdown_timeout = "5s";
-  config.exporter_timeout = "30s";
+  config.exporters["up"].timeout = "30s";
   Agent agent(config);
   HttpConnection kept(agent.port());
   require_accepted(kept.roundtrip(otlp_request(make_request(2))));
@@ -744,7 +673,7 @@ TEST_CASE("an HTTPS upstream is trusted through tls.ca_file", "[integration][tls
   AgentConfig config = upstream_config(upstream);
 
   SECTION("with the CA file the spans are delivered") {
-    config.tls_ca_file = files.cert_file;
+    config.exporters["up"].tls_ca_file = files.cert_file;
     Agent agent(config);
     require_delivered_once(upstream, post_and_expect_ok(agent.port(), 4));
     check_upstream_requests(upstream, true);
@@ -779,12 +708,13 @@ TEST_CASE("cli: validate prints a redacted summary", "[integration][cli]") {
   REQUIRE(spanrelay_binary_exists());
   const TempDir dir;
   AgentConfig config;
-  config.upstream_url = "http://127.0.0.1:9/otlp";
-  config.headers = {{"X-Scope-OrgID", "tenant1"}};
+  config.exporters["up"].endpoint = "http://127.0.0.1:9/otlp";
+  config.exporters["up"].headers = {{"X-Scope-OrgID", "tenant1"}};
   SECTION("password_env") {}
   SECTION("password_file") {
     dir.write("token", std::string(test_token) + "\n");
-    config.auth = "{username: \"123456\", password_file: \"" + dir.file("token") + "\"}";
+    config.exporters["up"].auth =
+        "{username: \"123456\", password_file: \"" + dir.file("token") + "\"}";
   }
   const std::string path = write_validate_config(dir, config);
   const ProgramResult result = run_spanrelay({"--validate", "--config", path});
@@ -799,7 +729,7 @@ TEST_CASE("cli: validate names the file line and key of an error", "[integration
   REQUIRE(spanrelay_binary_exists());
   const TempDir dir;
   AgentConfig config;
-  config.upstream_url = "http://127.0.0.1:9/otlp";
+  config.exporters["up"].endpoint = "http://127.0.0.1:9/otlp";
   std::string yaml = render_config(config, {free_port(), free_port()}, dir.file("x.jsonl"));
   const std::string good_line = "  max_spans: 8192\n";
   const auto at = yaml.find(good_line);

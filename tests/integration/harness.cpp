@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -124,6 +125,30 @@ bool port_accepts(std::uint16_t port) {
     return false;
   }
   const sockaddr_in addr = loopback(port);
+  const bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+bool endpoint_accepts(std::string_view endpoint) {
+  constexpr std::string_view unix_prefix = "unix:";
+  if (!endpoint.starts_with(unix_prefix)) {
+    const auto colon = endpoint.rfind(':');
+    return colon != std::string_view::npos &&
+           port_accepts(static_cast<std::uint16_t>(
+               std::stoul(std::string(endpoint.substr(colon + 1)))));
+  }
+  const std::string path(endpoint.substr(unix_prefix.size()));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return false;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return false;
+  }
   const bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
   return ok;
@@ -287,45 +312,74 @@ CATCH_REGISTER_LISTENER(AgentLogListener)
 
 // ---- config ----
 
+namespace {
+
+// The receivers' listening addresses as written in the config.
+std::string http_listen(const AgentConfig& c, AgentPorts ports) {
+  return c.http_endpoint.empty() ? "127.0.0.1:" + std::to_string(ports.receiver)
+                                 : c.http_endpoint;
+}
+
+std::string grpc_listen(const AgentConfig& c, AgentPorts ports) {
+  return c.grpc_endpoint.empty() ? "127.0.0.1:" + std::to_string(ports.grpc) : c.grpc_endpoint;
+}
+
+void render_exporter(std::ostringstream& y, const std::string& name, const ExporterConfig& e) {
+  if (e.endpoint.empty()) {
+    throw std::invalid_argument("exporter " + name + " has no endpoint");
+  }
+  y << "  " << name << ":\n"
+    << "    type: " << e.type << "\n"
+    << "    endpoint: " << e.endpoint << "\n"
+    << "    compression: " << e.compression << "\n";
+  if (!e.auth.empty()) {
+    y << "    auth: " << e.auth << "\n";
+  }
+  if (!e.headers.empty()) {
+    y << "    headers:\n";
+    for (const auto& [header, value] : e.headers) {
+      y << "      " << header << ": \"" << value << "\"\n";
+    }
+  }
+  y << "    timeout: " << e.timeout << "\n"
+    << "    retry:\n"
+    << "      initial_interval: " << e.retry_initial_interval << "\n"
+    << "      max_interval: " << e.retry_max_interval << "\n"
+    << "      max_elapsed: " << e.retry_max_elapsed << "\n";
+  if (!e.tls_ca_file.empty()) {
+    y << "    tls:\n"
+      << "      ca_file: \"" << e.tls_ca_file << "\"\n";
+  }
+  if (!e.max_queue_bytes.empty()) {
+    y << "    max_queue_bytes: " << e.max_queue_bytes << "\n";
+  }
+}
+
+}  // namespace
+
 std::string render_config(const AgentConfig& c, AgentPorts ports,
                           const std::string& file_exporter_path) {
   std::ostringstream y;
   y << "receivers:\n"
     << "  http:\n"
-    << "    endpoint: 127.0.0.1:" << ports.receiver << "\n"
+    << "    endpoint: " << http_listen(c, ports) << "\n"
     << "    max_request_bytes: " << c.max_request_bytes << "\n"
     << "    read_timeout: " << c.read_timeout << "\n"
-    << "    idle_timeout: " << c.idle_timeout << "\n"
-    << "buffer:\n"
+    << "    idle_timeout: " << c.idle_timeout << "\n";
+  if (c.grpc_receiver) {
+    y << "  grpc:\n"
+      << "    endpoint: " << grpc_listen(c, ports) << "\n"
+      << "    max_message_bytes: " << c.grpc_max_message_bytes << "\n";
+  }
+  y << "buffer:\n"
     << "  max_bytes: " << c.buffer_max_bytes << "\n"
     << "batch:\n"
     << "  max_spans: " << c.batch_max_spans << "\n"
     << "  max_bytes: " << c.batch_max_bytes << "\n"
     << "  timeout: " << c.batch_timeout << "\n"
     << "exporters:\n";
-  if (!c.upstream_url.empty()) {
-    y << "  up:\n"
-      << "    type: otlp_http\n"
-      << "    endpoint: " << c.upstream_url << "\n"
-      << "    compression: " << c.compression << "\n";
-    if (!c.auth.empty()) {
-      y << "    auth: " << c.auth << "\n";
-    }
-    if (!c.headers.empty()) {
-      y << "    headers:\n";
-      for (const auto& [name, value] : c.headers) {
-        y << "      " << name << ": \"" << value << "\"\n";
-      }
-    }
-    y << "    timeout: " << c.exporter_timeout << "\n"
-      << "    retry:\n"
-      << "      initial_interval: " << c.retry_initial_interval << "\n"
-      << "      max_interval: " << c.retry_max_interval << "\n"
-      << "      max_elapsed: " << c.retry_max_elapsed << "\n";
-    if (!c.tls_ca_file.empty()) {
-      y << "    tls:\n"
-        << "      ca_file: \"" << c.tls_ca_file << "\"\n";
-    }
+  for (const auto& [name, exporter] : c.exporters) {
+    render_exporter(y, name, exporter);
   }
   if (c.file_exporter) {
     y << "  local:\n"
@@ -343,21 +397,36 @@ std::string render_config(const AgentConfig& c, AgentPorts ports,
 
 // ---- agent ----
 
-Agent::Agent(const AgentConfig& config, const Env& env) {
+Agent::Agent(const AgentConfig& config, const Env& env) : config_(config) {
   if (!spanrelay_binary_exists()) {
     throw std::runtime_error(std::string("spanrelay binary not built: ") + SPANRELAY_BINARY);
   }
-  ports_.receiver = free_port();
-  do {
-    ports_.admin = free_port();
-  } while (ports_.admin == ports_.receiver);
-  dir_.write("config.yaml", render_config(config, ports_, file_exporter_path()));
+  // Distinct free ports for the TCP endpoints the config leaves to us.
+  std::vector<std::uint16_t> taken;
+  const auto pick = [&taken] {
+    std::uint16_t port = 0;
+    do {
+      port = free_port();
+    } while (std::find(taken.begin(), taken.end(), port) != taken.end());
+    taken.push_back(port);
+    return port;
+  };
+  ports_.admin = pick();
+  if (config_.http_endpoint.empty()) {
+    ports_.receiver = pick();
+  }
+  if (config_.grpc_receiver && config_.grpc_endpoint.empty()) {
+    ports_.grpc = pick();
+  }
+  dir_.write("config.yaml", render_config(config_, ports_, file_exporter_path()));
   process_ = std::make_unique<Process>(
       std::vector<std::string>{SPANRELAY_BINARY, "--config", dir_.file("config.yaml")}, env,
       dir_.file("agent.log"));
-  const bool ready = wait_until(
-      [&] { return !process_->running() || (port_accepts(port()) && port_accepts(admin_port())); },
-      15s);
+  const auto listening = [&] {
+    return port_accepts(admin_port()) && endpoint_accepts(http_listen(config_, ports_)) &&
+           (!config_.grpc_receiver || endpoint_accepts(grpc_listen(config_, ports_)));
+  };
+  const bool ready = wait_until([&] { return !process_->running() || listening(); }, 15s);
   if (!ready || !process_->running()) {
     const auto code = process_->wait_exit(0ms);
     throw std::runtime_error(
@@ -375,6 +444,13 @@ Agent::~Agent() {
 }
 
 std::string Agent::log() const { return read_file(dir_.file("agent.log")); }
+
+std::string Agent::grpc_target() const {
+  if (!config_.grpc_receiver) {
+    throw std::logic_error("the agent runs no gRPC receiver");
+  }
+  return grpc_listen(config_, ports_);
+}
 
 std::string Agent::metrics() {
   const HttpResponse response = http_get(admin_port(), "/metrics");
@@ -447,7 +523,7 @@ bool is_closed_error(const boost::system::error_code& ec) {
 
 struct HttpConnection::Impl {
   asio::io_context ioc;
-  tcp::socket socket{ioc};
+  asio::generic::stream_protocol::socket socket{ioc};
   beast::flat_buffer buffer;
 
   // Runs op on this connection's io_context for at most timeout; on timeout the socket is
@@ -478,20 +554,32 @@ struct HttpConnection::Impl {
     }
     return result;
   }
+
+  void connect(const asio::generic::stream_protocol::endpoint& endpoint, const std::string& name,
+               Millis timeout) {
+    auto op = [](Impl* impl, asio::generic::stream_protocol::endpoint to)
+        -> asio::awaitable<boost::system::error_code> {
+      auto [ec] = co_await impl->socket.async_connect(to, nothrow_awaitable);
+      co_return ec;
+    };
+    const auto ec = run(op(this, endpoint), timeout);
+    if (!ec || *ec) {
+      throw std::runtime_error("cannot connect to " + name + ": " +
+                               (ec ? ec->message() : std::string("timed out")));
+    }
+  }
 };
 
 HttpConnection::HttpConnection(std::uint16_t port, Millis timeout)
     : impl_(std::make_unique<Impl>()) {
-  auto connect = [](Impl* impl, std::uint16_t p) -> asio::awaitable<boost::system::error_code> {
-    auto [ec] = co_await impl->socket.async_connect(
-        tcp::endpoint(asio::ip::address_v4::loopback(), p), nothrow_awaitable);
-    co_return ec;
-  };
-  const auto ec = impl_->run(connect(impl_.get(), port), timeout);
-  if (!ec || *ec) {
-    throw std::runtime_error("cannot connect to 127.0.0.1:" + std::to_string(port) + ": " +
-                             (ec ? ec->message() : std::string("timed out")));
-  }
+  impl_->connect(tcp::endpoint(asio::ip::address_v4::loopback(), port),
+                 "127.0.0.1:" + std::to_string(port), timeout);
+}
+
+HttpConnection::HttpConnection(const std::string& unix_socket_path, Millis timeout)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->connect(asio::local::stream_protocol::endpoint(unix_socket_path),
+                 "unix:" + unix_socket_path, timeout);
 }
 
 HttpConnection::~HttpConnection() = default;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,6 +57,9 @@ std::string read_file(const std::string& path);
 // A loopback TCP port that was free a moment ago (bound to 127.0.0.1:0, then closed).
 std::uint16_t free_port();
 bool port_accepts(std::uint16_t port);
+// A listening endpoint as the agent's config writes it ("host:port" or "unix:/path") accepts
+// connections.
+bool endpoint_accepts(std::string_view endpoint);
 
 // A child process with stdout+stderr going to a file; SIGKILLed on destruction if still running.
 class Process {
@@ -86,27 +90,39 @@ ProgramResult run_spanrelay(const std::vector<std::string>& args, const Env& env
                             Millis timeout = 10s);
 bool spanrelay_binary_exists();
 
+// One otlp_http or otlp_grpc exporter in the agent's YAML.
+struct ExporterConfig {
+  std::string type = "otlp_http";  // or "otlp_grpc"
+  std::string endpoint;            // otlp_http: base URL; otlp_grpc: http://host:port
+  std::string compression = "gzip";
+  std::string auth = R"({username: "123456", password_env: TEST_TOKEN})";  // "" for none
+  std::vector<std::pair<std::string, std::string>> headers = {{"X-Scope-OrgID", "tenant1"}};
+  std::string timeout = "5s";
+  std::string retry_initial_interval = "100ms";
+  std::string retry_max_interval = "1s";
+  std::string retry_max_elapsed = "30s";
+  std::string tls_ca_file;
+  std::string max_queue_bytes;  // "" for auto
+};
+
 // Everything a test may vary in the agent's YAML; the defaults make a fast pipeline.
 struct AgentConfig {
-  // receivers.http
+  // receivers.http; an empty endpoint is 127.0.0.1 on a free port (else e.g. "unix:/path")
+  std::string http_endpoint;
   std::string max_request_bytes = "16MiB";
   std::string read_timeout = "10s";
   std::string idle_timeout = "30s";
+  // receivers.grpc, when enabled; endpoint as for http
+  bool grpc_receiver = false;
+  std::string grpc_endpoint;
+  std::string grpc_max_message_bytes = "4MiB";
   // buffer, batch
   std::string buffer_max_bytes = "64MiB";
   std::size_t batch_max_spans = 8192;
   std::string batch_max_bytes = "4MiB";
   std::string batch_timeout = "100ms";
-  // exporters.up (otlp_http); left out when upstream_url is empty
-  std::string upstream_url;
-  std::string compression = "gzip";
-  std::string auth = R"({username: "123456", password_env: TEST_TOKEN})";  // "" for none
-  std::vector<std::pair<std::string, std::string>> headers = {{"X-Scope-OrgID", "tenant1"}};
-  std::string exporter_timeout = "5s";
-  std::string retry_initial_interval = "100ms";
-  std::string retry_max_interval = "1s";
-  std::string retry_max_elapsed = "30s";
-  std::string tls_ca_file;
+  // exporters by name (most tests use one named "up"); each needs an endpoint
+  std::map<std::string, ExporterConfig> exporters;
   // exporters.local (file), written to <agent dir>/spans.jsonl
   bool file_exporter = false;
   // log, shutdown
@@ -114,9 +130,11 @@ struct AgentConfig {
   std::string shutdown_timeout = "10s";
 };
 
+// TCP ports for the endpoints the config leaves empty (grpc: only with the gRPC receiver).
 struct AgentPorts {
   std::uint16_t receiver = 0;
   std::uint16_t admin = 0;
+  std::uint16_t grpc = 0;
 };
 std::string render_config(const AgentConfig& config, AgentPorts ports,
                           const std::string& file_exporter_path);
@@ -130,8 +148,10 @@ class Agent {
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
-  std::uint16_t port() const { return ports_.receiver; }
+  std::uint16_t port() const { return ports_.receiver; }  // 0 when HTTP listens on a socket file
   std::uint16_t admin_port() const { return ports_.admin; }
+  // The gRPC receiver as a gRPC client target: "127.0.0.1:PORT" or "unix:/path".
+  std::string grpc_target() const;
   std::string file_exporter_path() const { return dir_.file("spans.jsonl"); }
   std::string log() const;
 
@@ -149,6 +169,7 @@ class Agent {
 
  private:
   TempDir dir_;
+  AgentConfig config_;
   AgentPorts ports_;
   std::unique_ptr<Process> process_;
 };
@@ -167,10 +188,12 @@ struct HttpRequest {
 };
 std::string render_request(const HttpRequest& request);
 
-// One client connection to 127.0.0.1:port. Every operation is bounded by its timeout.
+// One client connection to 127.0.0.1:port or to a Unix socket. Every operation is bounded by
+// its timeout.
 class HttpConnection {
  public:
   explicit HttpConnection(std::uint16_t port, Millis timeout = 5s);
+  explicit HttpConnection(const std::string& unix_socket_path, Millis timeout = 5s);
   ~HttpConnection();
   HttpConnection(const HttpConnection&) = delete;
   HttpConnection& operator=(const HttpConnection&) = delete;

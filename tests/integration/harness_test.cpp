@@ -7,7 +7,10 @@
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
+#include "google/rpc/status.pb.h"
+#include "integration/fake_grpc_upstream.hpp"
 #include "integration/fake_upstream.hpp"
+#include "integration/grpc_client.hpp"
 #include "integration/harness.hpp"
 
 namespace it {
@@ -67,6 +70,53 @@ TEST_CASE("harness: scripted responses and held requests", "[harness]") {
   CHECK(response->result_int() == 200);
   CHECK(upstream.wait_for_spans(2, 5s));
   CHECK(upstream.held_count() == 0);
+}
+
+TEST_CASE("harness: the fake gRPC upstream records calls and answers from its script",
+          "[harness]") {
+  FakeGrpcUpstream upstream;
+  upstream.script({FakeGrpcUpstream::throttled(1500ms),
+                   grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no")});
+  GrpcClient client("127.0.0.1:" + std::to_string(upstream.port()));
+  const ExportRequest request = make_request(6);
+  const std::string message = request.SerializeAsString();
+
+  const GrpcReply throttled = client.call(message, GRPC_COMPRESS_GZIP);
+  CHECK(throttled.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  google::rpc::Status details;
+  REQUIRE(details.ParseFromString(throttled.status.error_details()));
+  CHECK(details.code() == 8);
+  REQUIRE(details.details_size() == 1);
+  CHECK(details.details(0).type_url() == "type.googleapis.com/google.rpc.RetryInfo");
+  google::rpc::RetryInfo retry;
+  REQUIRE(retry.ParseFromString(details.details(0).value()));
+  CHECK(retry.retry_delay().seconds() == 1);
+  CHECK(retry.retry_delay().nanos() == 500000000);
+
+  CHECK(client.call(message).status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  client.require_exported(request);
+  REQUIRE(upstream.wait_for_spans(6, 5s));
+
+  const auto calls = upstream.requests();
+  REQUIRE(calls.size() == 3);
+  CHECK(calls[0].method == otlp_export_method);
+  CHECK(calls[0].encoding == "gzip");
+  CHECK(calls[0].compressed);
+  CHECK(calls[0].wire_message != message);
+  CHECK(calls[0].message == message);
+  CHECK(calls[2].encoding == "identity");
+  CHECK(!calls[2].compressed);
+  CHECK(calls[2].wire_message == message);
+  CHECK(!calls[2].metadata_values("user-agent").empty());
+  CHECK(calls[2].metadata_values("authorization").empty());
+  CHECK(calls[1].answered == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(calls[2].answered == grpc::StatusCode::OK);
+  for (const auto& call : calls) {
+    CHECK(call.decoded);
+  }
+  // Only the call answered OK counts as delivered.
+  CHECK(upstream.delivered_span_count() == 6);
+  CHECK(compare_delivery(flatten(request), upstream.delivered_spans()).empty());
 }
 
 TEST_CASE("harness: codecs and OTLP/JSON rendering", "[harness]") {

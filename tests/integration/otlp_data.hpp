@@ -22,6 +22,10 @@ using ExportRequest = otlp_collector::ExportTraceServiceRequest;
 using ExportResponse = otlp_collector::ExportTraceServiceResponse;
 using Span = otlp_trace::Span;
 
+// The OTLP/gRPC trace export method.
+inline constexpr std::string_view otlp_export_method =
+    "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
 // ---- codecs ----
 std::string gzip(std::string_view data);
 // nullopt on corrupt input or when the output would exceed max_bytes.

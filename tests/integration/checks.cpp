@@ -1,0 +1,65 @@
+#include "integration/checks.hpp"
+
+#include <boost/json.hpp>
+
+namespace it {
+
+std::string content_type_of(const HttpResponse& response) {
+  return std::string(response[boost::beast::http::field::content_type]);
+}
+
+std::int64_t accepted_rejected_spans(const HttpResponse& response, Format format) {
+  INFO("status " << response.result_int() << ", body: " << response.body());
+  REQUIRE(response.result_int() == 200);
+  if (format == Format::json) {
+    CHECK(content_type_of(response).starts_with("application/json"));
+    boost::system::error_code ec;
+    const auto body = boost::json::parse(response.body(), ec);
+    REQUIRE(!ec);
+    REQUIRE(body.is_object());
+    const auto* partial = body.as_object().if_contains("partialSuccess");
+    if (partial == nullptr || !partial->is_object()) {
+      return 0;
+    }
+    const auto* rejected = partial->as_object().if_contains("rejectedSpans");
+    if (rejected == nullptr) {
+      return 0;
+    }
+    return rejected->is_string() ? std::stoll(std::string(rejected->as_string()))
+                                 : rejected->to_number<std::int64_t>();
+  }
+  CHECK(content_type_of(response).starts_with("application/x-protobuf"));
+  ExportResponse decoded;
+  REQUIRE(decoded.ParseFromString(response.body()));
+  return decoded.partial_success().rejected_spans();
+}
+
+void require_accepted(const HttpResponse& response, Format format) {
+  CHECK(accepted_rejected_spans(response, format) == 0);
+}
+
+std::vector<FlatSpan> post_and_expect_ok(std::uint16_t port, std::size_t n_spans,
+                                         const PostOptions& options) {
+  const ExportRequest request = make_request(n_spans);
+  require_accepted(post_spans(port, request, options), options.format);
+  return flatten(request);
+}
+
+void append(std::vector<FlatSpan>& to, const std::vector<FlatSpan>& more) {
+  to.insert(to.end(), more.begin(), more.end());
+}
+
+bool stays_false(const std::function<bool()>& pred, Millis window) {
+  return !wait_until(pred, window, 20ms);
+}
+
+void check_no_secret(const std::string& output) {
+  CHECK(output.find(test_token) == std::string::npos);
+  CHECK(output.find(expected_authorization().substr(6)) == std::string::npos);
+}
+
+std::string exporter_series(std::string_view metric, std::string_view exporter) {
+  return std::string(metric) + "{exporter=\"" + std::string(exporter) + "\"}";
+}
+
+}  // namespace it

@@ -1,0 +1,53 @@
+#pragma once
+// Assertions shared by the integration test files: accepted exports, exactly-once delivery to
+// a fake upstream (HTTP or gRPC), metric series names, secrets kept out of output.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "integration/harness.hpp"
+
+namespace it {
+
+std::string content_type_of(const HttpResponse& response);
+
+// A 200 answer to an OTLP export, decoded in the request's encoding; returns rejected_spans.
+std::int64_t accepted_rejected_spans(const HttpResponse& response, Format format);
+void require_accepted(const HttpResponse& response, Format format = Format::protobuf);
+
+// Posts a fresh request of n_spans to the HTTP receiver; requires it accepted.
+std::vector<FlatSpan> post_and_expect_ok(std::uint16_t port, std::size_t n_spans,
+                                         const PostOptions& options = {});
+
+void append(std::vector<FlatSpan>& to, const std::vector<FlatSpan>& more);
+
+// A negative check: pred stays false for the whole window (no event can be awaited instead).
+bool stays_false(const std::function<bool()>& pred, Millis window);
+
+// Neither the token nor the Authorization value built from it may appear in output or logs.
+void check_no_secret(const std::string& output);
+
+// `metric{exporter="name"}`.
+std::string exporter_series(std::string_view metric, std::string_view exporter = "up");
+
+// Waits for the spans to arrive and checks each arrived exactly once, unchanged. Upstream is
+// a FakeUpstream or a FakeGrpcUpstream.
+template <class Upstream>
+void require_delivered_once(const Upstream& upstream, const std::vector<FlatSpan>& sent,
+                            Millis timeout = 10s) {
+  const bool arrived = upstream.wait_for_spans(sent.size(), timeout);
+  INFO("delivered " << upstream.delivered_span_count() << " of " << sent.size() << " spans in "
+                    << upstream.request_count() << " upstream requests");
+  CHECK(arrived);
+  const std::string problems = compare_delivery(sent, upstream.delivered_spans());
+  INFO(problems);
+  CHECK(problems.empty());
+}
+
+}  // namespace it
