@@ -51,7 +51,7 @@ class Batcher {
   std::chrono::steady_clock::time_point pending_since_;
 
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> sleeping_{false};
+  std::atomic<unsigned> sleeping_{0};
   std::mutex mutex_;
   std::condition_variable wake_;
   std::thread thread_;
