@@ -24,8 +24,9 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# Runs the agent on the embedded default config (or CONFIG=path/to.yaml).
-run: build
+# Runs the agent on the embedded default config (or CONFIG=path/to.yaml). Builds only the agent.
+run: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target spanrelay
 	@echo "spanrelay: OTLP/HTTP on http://127.0.0.1:4318/v1/traces, spans appended to ./spans.jsonl"
 	@echo "           metrics on http://127.0.0.1:13133/metrics; Ctrl-C to stop"
 	@./$(BUILD)/spanrelay $(if $(CONFIG),--config $(CONFIG),)
