@@ -113,6 +113,9 @@ struct Pipeline {
         {"spanrelay_exporter_rejected_spans_total",
          "Spans the upstream reported as rejected in partial_success.",
          &ExporterStats::rejected_spans},
+        {"spanrelay_exporter_split_batches_total",
+         "Batches the upstream refused as too large and that were re-sent in pieces.",
+         &ExporterStats::split_batches},
         {"spanrelay_exporter_queued_batches", "Batches waiting or in flight.",
          &ExporterStats::queued_batches, "gauge"},
     };

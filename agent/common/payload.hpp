@@ -24,6 +24,9 @@ struct Batch {
   std::string bytes;
   std::uint32_t spans = 0;
   BudgetLease lease;
+  // For a piece of a batch the upstream refused as too large: keeps the original (and so its
+  // budget) alive until every piece is done.
+  std::shared_ptr<const Batch> origin;
 };
 using BatchPtr = std::shared_ptr<const Batch>;
 

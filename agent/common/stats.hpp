@@ -38,6 +38,7 @@ struct ExporterStats {
   Counter retries;           // attempts after the first
   Counter rejected_spans;    // spans the upstream reported in partial_success
   Counter queued_batches;    // gauge-like: batches waiting or in flight (inc on submit, dec on done)
+  Counter split_batches;     // batches the upstream refused as too large, re-sent in pieces
 };
 
 }  // namespace spanrelay

@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "exporters/retry.hpp"
+#include "otlp/wire.hpp"
 
 namespace spanrelay {
 
@@ -71,6 +72,33 @@ void QueuedExporter::enqueue(BatchPtr batch) {
   wake_one();
 }
 
+// Halves the batch at span boundaries and puts the pieces at the head of the queue, in order;
+// pieces still too large are halved again when they come back.
+void QueuedExporter::requeue_in_pieces(const BatchPtr& whole) {
+  const Batch& batch = *whole;
+  std::vector<BatchPtr> pieces;
+  otlp::split_request(batch.bytes, std::max<std::size_t>(batch.bytes.size() / 2, 1),
+                      std::max<std::uint32_t>(batch.spans / 2, 1),
+                      [&](std::string&& bytes, std::uint32_t spans) {
+                        auto piece = std::make_shared<Batch>();
+                        piece->bytes = std::move(bytes);
+                        piece->spans = spans;
+                        piece->origin = whole;
+                        pieces.push_back(std::move(piece));
+                      });
+  add(stats_.split_batches);
+  stats_.queued_batches.fetch_add(pieces.size() - 1, std::memory_order_relaxed);
+  log_->warn("upstream refused a batch of {} bytes as too large; re-sending it as {} pieces",
+             batch.bytes.size(), pieces.size());
+  for (auto it = pieces.rbegin(); it != pieces.rend(); ++it) {
+    queued_bytes_ += (*it)->bytes.size();
+    queue_.push_front(std::move(*it));
+  }
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    wake_one();
+  }
+}
+
 void QueuedExporter::shutdown(Clock::time_point deadline) noexcept {
   if (!thread_.joinable()) {
     return;
@@ -122,7 +150,7 @@ void QueuedExporter::drop(std::uint32_t spans, const std::string& why) {
 
 asio::awaitable<void> QueuedExporter::run_worker(Worker& w) {
   while (BatchPtr batch = co_await next_batch(w)) {
-    co_await deliver(w, *batch);
+    co_await deliver(w, batch);
   }
   sender_->close(w.slot);
   if (--running_workers_ == 0) {
@@ -157,7 +185,8 @@ asio::awaitable<BatchPtr> QueuedExporter::next_batch(Worker& w) {
   }
 }
 
-asio::awaitable<void> QueuedExporter::deliver(Worker& w, const Batch& batch) {
+asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_ptr) {
+  const Batch& batch = *batch_ptr;
   std::string payload = sender_->prepare(batch);
   Backoff backoff(options_.retry);
   const auto started = Clock::now();
@@ -180,6 +209,10 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const Batch& batch) {
     }
     if (expired_) {
       drop(batch.spans, "shutdown_timeout reached before delivery");
+      co_return;
+    }
+    if (a.too_large && batch.spans > 1) {
+      requeue_in_pieces(batch_ptr);
       co_return;
     }
     if (a.outcome == Attempt::kPermanent) {

@@ -50,7 +50,8 @@ class QueuedExporter final : public Exporter {
 
   boost::asio::awaitable<void> run_worker(Worker& w);
   boost::asio::awaitable<BatchPtr> next_batch(Worker& w);
-  boost::asio::awaitable<void> deliver(Worker& w, const Batch& batch);
+  boost::asio::awaitable<void> deliver(Worker& w, const BatchPtr& batch);
+  void requeue_in_pieces(const BatchPtr& batch);
   void enqueue(BatchPtr batch);
   bool memory_pressure() const noexcept;
   void wake_one();

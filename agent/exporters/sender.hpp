@@ -20,6 +20,9 @@ struct Attempt {
   std::optional<std::chrono::milliseconds> retry_after;
   // A transport failure on a reused connection before any answer: worth one immediate retry.
   bool stale_connection = false;
+  // The upstream refused the request for its size (HTTP 413, or Grafana Cloud's 429 "larger
+  // than max"): resending the same bytes can never succeed, smaller pieces can.
+  bool too_large = false;
   std::string detail;         // for logs; never contains credentials
   std::int64_t rejected = 0;  // partial_success.rejected_spans on delivery
 };

@@ -14,6 +14,8 @@
 #include "exporters/otlp_grpc/grpc_sender.hpp"
 #include "exporters/queued_exporter.hpp"
 #include "google/rpc/status.pb.h"
+#include "otlp/wire.hpp"
+#include "unit/otlp_builders.hpp"
 
 using namespace spanrelay;
 using namespace std::chrono_literals;
@@ -275,6 +277,51 @@ TEST_CASE("shutdown delivers the queue, then gives up at the deadline", "[export
     REQUIRE(get(e->stats().failed_spans) == 8);
     REQUIRE(get(e->stats().sent_spans) == 0);
   }
+}
+
+TEST_CASE("a batch refused as too large is re-sent in smaller pieces", "[exporter]") {
+  // An upstream that takes at most 3 spans per request and says "too large" otherwise.
+  struct SizeLimited : Sender {
+    std::mutex m;
+    std::vector<std::string> accepted;
+    std::string prepare(const Batch& b) override { return b.bytes; }
+    boost::asio::awaitable<Attempt> send(std::size_t, std::string& payload) override {
+      Attempt a;
+      if (otlp::count_spans(payload) > 3) {
+        a.outcome = Attempt::kPermanent;
+        a.too_large = true;
+        a.detail = "HTTP 429 larger than max";
+      } else {
+        a.outcome = Attempt::kDelivered;
+        std::lock_guard lock(m);
+        accepted.push_back(payload);
+      }
+      co_return a;
+    }
+    void cancel_all() override {}
+    void close(std::size_t) override {}
+    std::string describe() const override { return "size-limited"; }
+  };
+  SizeLimited* upstream = nullptr;
+  QueuedExporter e(options(), [&](boost::asio::io_context&, const config::Exporter&) {
+    auto s = std::make_unique<SizeLimited>();
+    upstream = s.get();
+    return s;
+  });
+  e.start();
+  auto b = std::make_shared<Batch>();
+  b->bytes = testing::make_request(2, 2, 5).SerializeAsString();  // 20 spans
+  b->spans = 20;
+  e.submit(b);
+  e.shutdown(Clock::now() + 10s);
+  REQUIRE(get(e.stats().sent_spans) == 20);
+  REQUIRE(get(e.stats().failed_spans) == 0);
+  REQUIRE(get(e.stats().split_batches) >= 1);
+  std::size_t spans = 0;
+  for (const auto& p : upstream->accepted) {
+    spans += otlp::count_spans(p);
+  }
+  REQUIRE(spans == 20);  // every span exactly once
 }
 
 TEST_CASE("gRPC statuses map to retryable and permanent per OTLP", "[exporter][grpc]") {

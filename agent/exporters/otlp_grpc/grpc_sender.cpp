@@ -70,6 +70,7 @@ Attempt classify_grpc_status(const grpc::Status& status) {
       // is too large or the quota is gone for good.
       a.outcome = delay ? Attempt::kRetryable : Attempt::kPermanent;
       a.retry_after = delay;
+      a.too_large = !delay && status.error_message().find("larger than max") != std::string::npos;
       break;
     default:
       a.outcome = Attempt::kPermanent;

@@ -246,6 +246,8 @@ asio::awaitable<Attempt> HttpSender::exchange(Connection& c, std::string& body) 
     co_return a;
   }
   a.detail = "HTTP " + std::to_string(status) + " " + excerpt(res.body());
+  a.too_large = status == 413 ||
+                (status == 429 && res.body().find("larger than max") != std::string::npos);
   if (is_retryable_http_status(status)) {
     a.outcome = Attempt::kRetryable;
     if (auto it = res.find(http::field::retry_after); it != res.end()) {
