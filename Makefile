@@ -34,7 +34,7 @@ run: configure
 test: build interop-deps
 	@cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
 
-# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, in their own build tree.
+# Every test (unit, integration, interop) against an AddressSanitizer + UBSan build, in its own tree.
 test-asan: deps
 	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DSPANRELAY_SANITIZE=address,undefined >/dev/null
 	@cmake --build $(BUILD)-asan -j $(JOBS)
