@@ -769,13 +769,11 @@ std::string describe(const Config& config) {
     }
     const bool grpc = e.type == ExporterType::otlp_grpc;
     line(2, "type", grpc ? "otlp_grpc" : "otlp_http");
-    const std::string host = e.endpoint.host.find(':') != std::string::npos
-                                 ? "[" + e.endpoint.host + "]"
-                                 : e.endpoint.host;
     line(2, "endpoint",
          grpc ? e.endpoint.text + " (" + (e.endpoint.tls ? "TLS" : "plaintext") + ")"
-             : e.endpoint.text + " (POST " + (e.endpoint.tls ? "https://" : "http://") + host +
-                   ":" + std::to_string(e.endpoint.port) + e.endpoint.traces_target + ")");
+              : e.endpoint.text + " (POST " + (e.endpoint.tls ? "https://" : "http://") +
+                    host_port(e.endpoint.host, e.endpoint.port) + e.endpoint.traces_target +
+                    ")");
     line(2, "compression", e.gzip ? "gzip" : "none");
     line(2, "auth",
          e.auth.enabled ? "username: " + e.auth.username + ", password: <redacted, from " +

@@ -168,6 +168,14 @@ UpstreamUrl parse_upstream_url(std::string_view text);
 
 // Inverses of the parsers, for logs and describe(): "16MiB", "4MB", "1000B"; "1m30s", "250ms".
 std::string format_size(std::size_t bytes);
+// A host as it appears in a URL or address: IPv6 literals in brackets ("[::1]").
+inline std::string url_host(const std::string& host) {
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
+// "host:port" or "[v6]:port".
+inline std::string host_port(const std::string& host, std::uint16_t port) {
+  return url_host(host) + ":" + std::to_string(port);
+}
 std::string format_duration(Duration duration);
 
 }  // namespace spanrelay::config

@@ -94,14 +94,20 @@ std::string read_file(const std::string& path) {
 
 GrpcSender::GrpcSender(asio::io_context& ioc, const config::Exporter& options)
     : ioc_(ioc), options_(options) {
+  // Metadata is the same for every call: gRPC wants lower-case keys.
+  for (const auto& [name, value] : options_.headers) {
+    std::string key = name;
+    for (char& ch : key) {
+      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    }
+    metadata_.emplace_back(std::move(key), value);
+  }
   if (options_.auth.enabled) {
-    authorization_ =
-        "Basic " + base64_encode(options_.auth.username + ":" + options_.auth.password);
+    metadata_.emplace_back("authorization", "Basic " + base64_encode(options_.auth.username +
+                                                                     ":" + options_.auth.password));
   }
   const auto& url = options_.endpoint;
-  const bool v6 = url.host.find(':') != std::string::npos;
-  const std::string target =
-      (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
+  const std::string target = config::host_port(url.host, url.port);
   grpc::ChannelArguments args;
   args.SetString(GRPC_ARG_PRIMARY_USER_AGENT_STRING, "spanrelay/" SPANRELAY_VERSION);
   args.SetMaxSendMessageSize(-1);
@@ -148,15 +154,8 @@ asio::awaitable<Attempt> GrpcSender::send(std::size_t, std::string& payload) {
   if (options_.gzip) {
     call->context.set_compression_algorithm(GRPC_COMPRESS_GZIP);
   }
-  for (const auto& [k, v] : options_.headers) {
-    std::string key = k;
-    for (char& ch : key) {
-      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    }
-    call->context.AddMetadata(key, v);
-  }
-  if (!authorization_.empty()) {
-    call->context.AddMetadata("authorization", authorization_);
+  for (const auto& [key, value] : metadata_) {
+    call->context.AddMetadata(key, value);
   }
   grpc::Slice slice(payload.data(), payload.size());
   call->request = grpc::ByteBuffer(&slice, 1);

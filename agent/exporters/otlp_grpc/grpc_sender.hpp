@@ -12,6 +12,9 @@
 
 #include <memory>
 #include <set>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "config/config.hpp"
 #include "exporters/sender.hpp"
@@ -38,7 +41,8 @@ class GrpcSender final : public Sender {
 
   boost::asio::io_context& ioc_;
   const config::Exporter& options_;
-  std::string authorization_;
+  // Headers (lower-cased) and the Basic authorization: secret values, never logged.
+  std::vector<std::pair<std::string, std::string>> metadata_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<grpc::GenericStub> stub_;
   std::set<std::shared_ptr<Call>> in_flight_;

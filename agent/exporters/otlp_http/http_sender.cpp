@@ -44,9 +44,7 @@ namespace {
 
 std::string host_header(const config::UpstreamUrl& url) {
   const bool default_port = (url.tls && url.port == 443) || (!url.tls && url.port == 80);
-  const bool v6 = url.host.find(':') != std::string::npos;
-  std::string host = v6 ? "[" + url.host + "]" : url.host;
-  return default_port ? host : host + ":" + std::to_string(url.port);
+  return default_port ? config::url_host(url.host) : config::host_port(url.host, url.port);
 }
 
 // A short, printable excerpt of an upstream response body for logs.

@@ -66,8 +66,7 @@ std::string grpc_address(const config::ListenEndpoint& endpoint) {
   if (!endpoint.unix_path.empty()) {
     return "unix:" + endpoint.unix_path;
   }
-  const bool v6 = endpoint.host.find(':') != std::string::npos;
-  return (v6 ? "[" + endpoint.host + "]" : endpoint.host) + ":" + std::to_string(endpoint.port);
+  return config::host_port(endpoint.host, endpoint.port);
 }
 
 // gRPC channel arguments are ints (milliseconds); INT_MAX means "never" for keepalive.
