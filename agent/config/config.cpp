@@ -603,6 +603,25 @@ void read_exporters(Context& ctx, Reader& r, std::vector<Exporter>& exporters) {
   });
 }
 
+void read_spool(Reader& r, Spool& spool) {
+  spool.enabled = true;
+  r.require("path", "a directory for the exporters' queues, e.g. /var/lib/spanrelay/spool");
+  r.get_string("path", spool.path, false);
+  r.get_size("max_bytes", spool.max_bytes, MiB);
+  r.get_enum("fsync", spool.fsync,
+             {{"always", SpoolFsync::always},
+              {"interval", SpoolFsync::interval},
+              {"never", SpoolFsync::never}});
+  r.get_duration("fsync_interval", spool.fsync_interval);
+  r.get_enum("on_full", spool.on_full,
+             {{"drop_oldest", SpoolOnFull::drop_oldest}, {"reject", SpoolOnFull::reject}});
+  r.get_enum("replay", spool.replay,
+             {{"oldest_first", SpoolReplay::oldest_first},
+              {"newest_first", SpoolReplay::newest_first}});
+  r.get_duration("max_age", spool.max_age);
+  r.finish();
+}
+
 bool same_address(const ListenEndpoint& a, const ListenEndpoint& b) {
   if (!a.unix_path.empty() || !b.unix_path.empty()) {
     return a.unix_path == b.unix_path;
@@ -691,6 +710,10 @@ Config read_config(Context& ctx, const YAML::Node& root) {
         same_address(config.admin.endpoint, config.receivers.grpc.endpoint)) {
       admin->fail_at("endpoint", "the same address as receivers.grpc.endpoint");
     }
+  }
+
+  if (auto spool = r.child("spool")) {
+    read_spool(*spool, config.spool);
   }
 
   r.get_duration("shutdown_timeout", config.shutdown_timeout);
@@ -802,6 +825,22 @@ std::string describe(const Config& config) {
     line(2, "max_in_flight", std::to_string(e.max_in_flight));
     line(2, "max_queue_bytes",
          e.max_queue_bytes == 0 ? "auto" : format_size(e.max_queue_bytes));
+  }
+
+  if (config.spool.enabled) {
+    const Spool& s = config.spool;
+    line(0, "spool", "");
+    line(1, "path", s.path);
+    line(1, "max_bytes", format_size(s.max_bytes) + " per exporter");
+    line(1, "fsync", s.fsync == SpoolFsync::always     ? "always"
+                     : s.fsync == SpoolFsync::interval ? "interval"
+                                                       : "never");
+    line(1, "fsync_interval", format_duration(s.fsync_interval));
+    line(1, "on_full", s.on_full == SpoolOnFull::reject ? "reject" : "drop_oldest");
+    line(1, "replay", s.replay == SpoolReplay::newest_first ? "newest_first" : "oldest_first");
+    line(1, "max_age", s.max_age.count() == 0 ? "none" : format_duration(s.max_age));
+  } else {
+    line(0, "spool", "disabled (memory only)");
   }
 
   line(0, "log", "");

@@ -137,6 +137,22 @@ struct Admin {
   ListenEndpoint endpoint{"127.0.0.1", 13133, "", "127.0.0.1:13133"};
 };
 
+// The disk spool (opt-in): each network exporter keeps its queue on disk under path/<name>/.
+enum class SpoolFsync { always, interval, never };
+enum class SpoolOnFull { drop_oldest, reject };
+enum class SpoolReplay { oldest_first, newest_first };
+
+struct Spool {
+  bool enabled = false;  // true when spool is present
+  std::string path;      // the spool directory (required)
+  std::size_t max_bytes = GiB;  // per exporter: bound on its segment files
+  SpoolFsync fsync = SpoolFsync::interval;
+  Duration fsync_interval = 1s;
+  SpoolOnFull on_full = SpoolOnFull::drop_oldest;
+  SpoolReplay replay = SpoolReplay::oldest_first;
+  Duration max_age = 0s;  // older records are dropped (counted); 0: keep until delivered
+};
+
 struct Config {
   std::string source;  // file name, or "<embedded default>"
   Receivers receivers;
@@ -145,6 +161,7 @@ struct Config {
   std::vector<Exporter> exporters;  // in file order; at least one
   Log log;
   Admin admin;
+  Spool spool;
   Duration shutdown_timeout = 10s;
 };
 

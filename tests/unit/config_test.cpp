@@ -575,7 +575,7 @@ TEST_CASE("load_file uses the path as given in messages") {
 TEST_CASE("unknown keys are rejected with the known ones listed") {
   CHECK(error_of("batchh: {}\n" + kFileExporter) ==
         "t.yaml:1:1: batchh: unknown key (known: receivers, buffer, batch, exporters, log, "
-        "admin, shutdown_timeout)");
+        "admin, spool, shutdown_timeout)");
   CHECK(error_of(otlp_exporter("    retry:\n      max_elapsd: 5m\n")) ==
         "t.yaml:6:7: exporters.up.retry.max_elapsd: unknown key (known: initial_interval, "
         "max_interval, max_elapsed, enabled)");
@@ -1105,4 +1105,43 @@ TEST_CASE("the sidecar example loads with Grafana Cloud settings from the enviro
   CHECK(c.exporters[0].auth.username == "424242");
   CHECK(c.log.json);
   CHECK(describe(c).find("glc_sidecar_secret") == std::string::npos);
+}
+
+TEST_CASE("spool: defaults, every key, and errors that name the key") {
+  const Config none = load_string(kFileExporter, "t.yaml");
+  CHECK_FALSE(none.spool.enabled);
+
+  const Config minimal = load_string("spool: {path: /var/lib/spanrelay}\n" + kFileExporter,
+                                     "t.yaml");
+  CHECK(minimal.spool.enabled);
+  CHECK(minimal.spool.path == "/var/lib/spanrelay");
+  CHECK(minimal.spool.max_bytes == GiB);
+  CHECK(minimal.spool.fsync == SpoolFsync::interval);
+  CHECK(minimal.spool.fsync_interval == 1s);
+  CHECK(minimal.spool.on_full == SpoolOnFull::drop_oldest);
+  CHECK(minimal.spool.replay == SpoolReplay::oldest_first);
+  CHECK(minimal.spool.max_age == 0s);
+
+  const Config full = load_string(
+      "spool:\n  path: /s\n  max_bytes: 2GiB\n  fsync: always\n  fsync_interval: 250ms\n"
+      "  on_full: reject\n  replay: newest_first\n  max_age: 1h\n" + kFileExporter,
+      "t.yaml");
+  CHECK(full.spool.max_bytes == 2 * GiB);
+  CHECK(full.spool.fsync == SpoolFsync::always);
+  CHECK(full.spool.fsync_interval == 250ms);
+  CHECK(full.spool.on_full == SpoolOnFull::reject);
+  CHECK(full.spool.replay == SpoolReplay::newest_first);
+  CHECK(full.spool.max_age == 1h);
+  CHECK(describe(full).find("fsync: always") != std::string::npos);
+
+  CHECK_THAT(error_of("spool: {max_bytes: 1GiB}\n" + kFileExporter),
+             StartsWith("t.yaml:1:") && Contains("spool.path: is required"));
+  CHECK(error_of("spool: {path: /s, fsync: sometimes}\n" + kFileExporter) ==
+        "t.yaml:1:26: spool.fsync: \"sometimes\" is not one of: always, interval, never");
+  CHECK(error_of("spool: {path: /s, on_full: block}\n" + kFileExporter) ==
+        "t.yaml:1:28: spool.on_full: \"block\" is not one of: drop_oldest, reject");
+  CHECK(error_of("spool: {path: /s, max_bytes: 10KiB}\n" + kFileExporter).starts_with(
+      "t.yaml:1:30: spool.max_bytes: 10KiB is too small"));
+  CHECK(error_of("spool: {path: /s, replay: random}\n" + kFileExporter).starts_with(
+      "t.yaml:1:27: spool.replay:"));
 }
