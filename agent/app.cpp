@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <algorithm>
 #include <future>
 #include <memory>
 #include <sstream>
@@ -25,40 +26,92 @@
 namespace spanrelay {
 namespace {
 
-std::unique_ptr<Exporter> make_exporter(config::Exporter e, const config::Config& c,
-                                        const MemoryBudget& budget) {
-  if (e.max_queue_bytes == 0) {
-    e.max_queue_bytes = c.buffer.max_bytes / c.exporters.size();
-  }
-  switch (e.type) {
-    case config::ExporterType::otlp_http:
-      return std::make_unique<QueuedExporter>(e, [](boost::asio::io_context& ioc,
-                                                    const config::Exporter& o) {
-        return std::make_unique<HttpSender>(ioc, o);
-      }, &budget);
-    case config::ExporterType::otlp_grpc:
-      return std::make_unique<QueuedExporter>(e, [](boost::asio::io_context& ioc,
-                                                    const config::Exporter& o) {
-        return std::make_unique<GrpcSender>(ioc, o);
-      }, &budget);
-    case config::ExporterType::file:
-      return std::make_unique<FileExporter>(e);
-  }
-  throw std::logic_error("unknown exporter type");
+SpoolOptions spool_options(const config::Spool& s, std::size_t spooled_exporters) {
+  SpoolOptions o;
+  o.path = s.path;
+  o.max_bytes = s.max_bytes / std::max<std::size_t>(spooled_exporters, 1);
+  o.fsync = s.fsync == config::SpoolFsync::always     ? SpoolFsync::kAlways
+            : s.fsync == config::SpoolFsync::interval ? SpoolFsync::kInterval
+                                                      : SpoolFsync::kNever;
+  o.fsync_interval = s.fsync_interval;
+  o.on_full = s.on_full == config::SpoolOnFull::reject ? SpoolOnFull::kReject
+                                                       : SpoolOnFull::kDropOldest;
+  o.replay = s.replay == config::SpoolReplay::newest_first ? SpoolReplay::kNewestFirst
+                                                           : SpoolReplay::kOldestFirst;
+  o.max_age = s.max_age;
+  return o;
 }
+
+bool is_network(const config::Exporter& e) { return e.type != config::ExporterType::file; }
 
 struct Pipeline {
   explicit Pipeline(const config::Config& c)
       : budget(c.buffer.max_bytes), ring(c.buffer.max_chunks),
         batcher(ring, c.batch, [this](BatchPtr b) { fan_out(std::move(b)); }, batcher_stats),
         intake(ring, budget, receiver_stats, [this] { batcher.notify(); }) {
-    for (const auto& e : c.exporters) {
-      exporters.push_back(make_exporter(e, c, budget));
+    const auto spooled_count = c.spool.enabled ? static_cast<std::size_t>(std::count_if(
+                                                     c.exporters.begin(), c.exporters.end(),
+                                                     is_network))
+                                               : 0;
+    const auto memory_count = c.exporters.size() - spooled_count;
+    for (config::Exporter e : c.exporters) {
+      if (e.type == config::ExporterType::file) {
+        auto exporter = std::make_unique<FileExporter>(e);
+        memory_exporters.push_back(exporter.get());
+        exporters.push_back(std::move(exporter));
+        continue;
+      }
+      if (e.max_queue_bytes == 0) {
+        e.max_queue_bytes = c.buffer.max_bytes / std::max<std::size_t>(memory_count, 1);
+      }
+      QueuedExporter::SenderFactory sender;
+      if (e.type == config::ExporterType::otlp_grpc) {
+        sender = [](boost::asio::io_context& ioc, const config::Exporter& o) {
+          return std::make_unique<GrpcSender>(ioc, o);
+        };
+      } else {
+        sender = [](boost::asio::io_context& ioc, const config::Exporter& o) {
+          return std::make_unique<HttpSender>(ioc, o);
+        };
+      }
+      if (spooled_count > 0) {
+        const SpoolOptions options = spool_options(c.spool, spooled_count);
+        // A batch in flight pins its records' segments against on_full: drop_oldest; keep the
+        // batches small next to the spool so that most of it can always be freed.
+        config::Batch limits = c.batch;
+        limits.max_bytes = std::min<std::size_t>(limits.max_bytes, options.max_bytes / 16);
+        auto exporter = std::make_unique<QueuedExporter>(
+            e, std::move(sender), &budget, Spool::open(options, e.name), limits);
+        spooled.push_back(exporter.get());
+        exporters.push_back(std::move(exporter));
+      } else {
+        auto exporter = std::make_unique<QueuedExporter>(e, std::move(sender), &budget);
+        memory_exporters.push_back(exporter.get());
+        exporters.push_back(std::move(exporter));
+      }
+    }
+    if (!spooled.empty()) {
+      intake.set_persist([this](std::string_view request,
+                                std::uint32_t spans) { return persist(request, spans); },
+                         !memory_exporters.empty());
     }
   }
 
+  // Spool mode: every network exporter's spool takes the request before it is acknowledged.
+  // A refusal by any of them refuses the request (the client retries; the spools that took it
+  // may then hold it twice: at least once, never lost).
+  IntakeStatus persist(std::string_view request, std::uint32_t spans) {
+    IntakeStatus status = IntakeStatus::kAccepted;
+    for (QueuedExporter* e : spooled) {
+      if (e->spool_append(request, spans) != AppendStatus::kOk) {
+        status = IntakeStatus::kFull;
+      }
+    }
+    return status;
+  }
+
   void fan_out(BatchPtr batch) {
-    for (auto& e : exporters) {
+    for (Exporter* e : memory_exporters) {
       e->submit(batch);
     }
   }
@@ -118,6 +171,18 @@ struct Pipeline {
          &ExporterStats::split_batches},
         {"spanrelay_exporter_queued_batches", "Batches waiting or in flight.",
          &ExporterStats::queued_batches, "gauge"},
+        {"spanrelay_exporter_circuit_state",
+         "Circuit breaker: 0 closed, 1 open (upstream failing), 2 half-open (one probe out).",
+         &ExporterStats::circuit_state, "gauge"},
+        {"spanrelay_exporter_circuit_opened_total", "Times the circuit breaker opened.",
+         &ExporterStats::circuit_opened},
+        {"spanrelay_exporter_respooled_spans_total",
+         "Spans whose retries ran out (retry.max_elapsed) and went back to the disk spool.",
+         &ExporterStats::respooled_spans},
+        {"spanrelay_exporter_spool_refused_spans_total",
+         "Spans refused with 429/RESOURCE_EXHAUSTED because this exporter's spool could not "
+         "take them (on_full: reject, or a disk error).",
+         &ExporterStats::spool_refused_spans},
     };
     for (const Family& f : families) {
       out << "# HELP " << f.name << ' ' << f.help << "\n# TYPE " << f.name << ' ' << f.type
@@ -127,6 +192,47 @@ struct Pipeline {
             << '\n';
       }
     }
+    struct SpoolFamily {
+      const char* name;
+      const char* help;
+      const Counter SpoolStats::*field;
+      const char* type = "counter";
+    };
+    static constexpr SpoolFamily spool_families[] = {
+        {"spanrelay_spool_records", "Records on disk not yet delivered.", &SpoolStats::records,
+         "gauge"},
+        {"spanrelay_spool_bytes", "Size of the spool's segment files.", &SpoolStats::bytes,
+         "gauge"},
+        {"spanrelay_spool_appended_records_total", "Requests written to the spool.",
+         &SpoolStats::appended_records},
+        {"spanrelay_spool_replayed_records_total",
+         "Undelivered records found in the spool at start-up.", &SpoolStats::replayed_records},
+        {"spanrelay_spool_acked_records_total", "Records delivered (or dropped) and released.",
+         &SpoolStats::acked_records},
+        {"spanrelay_spool_dropped_records_total",
+         "Records the spool dropped: on_full: drop_oldest, max_age, or unreadable.",
+         &SpoolStats::dropped_records},
+        {"spanrelay_spool_dropped_spans_total", "Spans in the records the spool dropped.",
+         &SpoolStats::dropped_spans},
+        {"spanrelay_spool_corrupt_records_total",
+         "Records skipped because their bytes on disk failed the checksum.",
+         &SpoolStats::corrupt_records},
+        {"spanrelay_spool_torn_tails_total",
+         "Partially written last records (a crash mid-write) truncated at start-up.",
+         &SpoolStats::torn_tails},
+        {"spanrelay_spool_io_errors_total", "Failed disk operations.", &SpoolStats::io_errors},
+        {"spanrelay_spool_syncs_total", "fdatasync calls.", &SpoolStats::syncs},
+    };
+    if (!spooled.empty()) {
+      for (const SpoolFamily& f : spool_families) {
+        out << "# HELP " << f.name << ' ' << f.help << "\n# TYPE " << f.name << ' ' << f.type
+            << '\n';
+        for (const QueuedExporter* e : spooled) {
+          out << f.name << "{exporter=\"" << e->name() << "\"} "
+              << get(e->spool()->stats().*f.field) << '\n';
+        }
+      }
+    }
     return out.str();
   }
 
@@ -134,7 +240,9 @@ struct Pipeline {
   Ring<Chunk> ring;
   ReceiverStats receiver_stats;
   BatcherStats batcher_stats;
-  std::vector<std::unique_ptr<Exporter>> exporters;
+  std::vector<std::unique_ptr<Exporter>> exporters;  // in config order
+  std::vector<Exporter*> memory_exporters;          // fed by the batcher
+  std::vector<QueuedExporter*> spooled;             // fed through their disk spools
   Batcher batcher;
   Intake intake;
 };

@@ -24,6 +24,9 @@ class MemoryBudget {
                                           std::memory_order_relaxed));
     return true;
   }
+  // Reserves n bytes even past the limit: for data already accepted that must move (a batch
+  // read back from the disk spool). Receivers then see the budget full and refuse.
+  void reserve_unchecked(std::size_t n) noexcept { used_.fetch_add(n, std::memory_order_acq_rel); }
   void release(std::size_t n) noexcept { used_.fetch_sub(n, std::memory_order_acq_rel); }
 
   std::size_t used() const noexcept { return used_.load(std::memory_order_relaxed); }

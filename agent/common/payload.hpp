@@ -17,6 +17,8 @@ struct Chunk {
   BudgetLease lease;
 };
 
+struct SpoolTicket;  // exporters/spool_ticket.hpp
+
 // What the batcher hands to every exporter: a merged request within batch.max_bytes and
 // batch.max_spans (a single span larger than max_bytes travels alone). Immutable and shared
 // by all exporters; the budget is released when the last exporter lets go of it.
@@ -27,6 +29,9 @@ struct Batch {
   // For a piece of a batch the upstream refused as too large: keeps the original (and so its
   // budget) alive until every piece is done.
   std::shared_ptr<const Batch> origin;
+  // For a batch read back from an exporter's disk spool: the records it holds, acknowledged
+  // (or returned to the spool) when the last piece of the batch is done.
+  std::shared_ptr<SpoolTicket> ticket;
 };
 using BatchPtr = std::shared_ptr<const Batch>;
 

@@ -39,6 +39,10 @@ struct ExporterStats {
   Counter rejected_spans;    // spans the upstream reported in partial_success
   Counter queued_batches;    // gauge-like: batches waiting or in flight (inc on submit, dec on done)
   Counter split_batches;     // batches the upstream refused as too large, re-sent in pieces
+  Counter circuit_state;     // gauge: 0 closed, 1 open, 2 half-open (one probe out)
+  Counter circuit_opened;    // times the circuit opened
+  Counter respooled_spans;   // spans whose retries ran out and that went back to the spool
+  Counter spool_refused_spans;  // spans refused at intake: this exporter's spool was full/failing
 };
 
 }  // namespace spanrelay

@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "exporters/retry.hpp"
+#include "exporters/spool_ticket.hpp"
 #include "otlp/wire.hpp"
 
 namespace spanrelay {
@@ -22,10 +23,26 @@ struct QueuedExporter::Worker {
   std::size_t slot;
 };
 
+namespace {
+Circuit::Options circuit_options(const config::Exporter& o) {
+  Circuit::Options c;
+  c.initial_cooldown = o.retry.initial_interval;
+  c.max_cooldown = o.retry.max_interval;
+  c.max_concurrency = o.max_in_flight;
+  return c;
+}
+}  // namespace
+
 QueuedExporter::QueuedExporter(config::Exporter options, SenderFactory make_sender,
-                               const MemoryBudget* budget)
+                               MemoryBudget* budget)
+    : QueuedExporter(std::move(options), std::move(make_sender), budget, nullptr, {}) {}
+
+QueuedExporter::QueuedExporter(config::Exporter options, SenderFactory make_sender,
+                               MemoryBudget* budget, std::unique_ptr<Spool> spool,
+                               config::Batch batch)
     : options_(std::move(options)), log_(logger("exporter." + options_.name)),
       work_(asio::make_work_guard(ioc_)), sender_(make_sender(ioc_, options_)), budget_(budget),
+      spool_(std::move(spool)), batch_limits_(batch), circuit_(circuit_options(options_)),
       deadline_timer_(ioc_) {}
 
 bool QueuedExporter::memory_pressure() const noexcept {
@@ -43,9 +60,39 @@ void QueuedExporter::start() {
   for (auto& w : workers_) {
     asio::co_spawn(ioc_, run_worker(*w), asio::detached);
   }
-  log_->info("exporting to {}; {} in flight at most, queue up to {} bytes",
-             sender_->describe(), options_.max_in_flight, options_.max_queue_bytes);
+  if (spool_) {
+    log_->info("exporting to {}; {} in flight at most, queue on disk in {} ({} record(s) "
+               "waiting)",
+               sender_->describe(), options_.max_in_flight, spool_->directory(),
+               spool_->pending_records());
+  } else {
+    log_->info("exporting to {}; {} in flight at most, queue up to {} bytes",
+               sender_->describe(), options_.max_in_flight, options_.max_queue_bytes);
+  }
   thread_ = std::thread([this] { ioc_.run(); });
+}
+
+AppendStatus QueuedExporter::spool_append(std::string_view request,
+                                          std::uint32_t spans) noexcept {
+  std::string error;
+  const AppendStatus status = spool_->append(request, spans, &error);
+  if (status == AppendStatus::kOk) {
+    if (collector_waiting_.exchange(false)) {
+      asio::post(ioc_, [this] {
+        if (collector_ != nullptr) {
+          collector_->wake.cancel();
+        }
+      });
+    }
+    return status;
+  }
+  add(stats_.spool_refused_spans, spans);
+  std::uint64_t suppressed = 0;
+  if (spool_log_.allow(suppressed)) {
+    log_->error("spool {}: refusing {} span(s): {} ({} more refusals not logged)",
+                spool_->directory(), spans, error, suppressed);
+  }
+  return status;
 }
 
 void QueuedExporter::submit(BatchPtr batch) noexcept {
@@ -84,6 +131,7 @@ void QueuedExporter::requeue_in_pieces(const BatchPtr& whole) {
                         piece->bytes = std::move(bytes);
                         piece->spans = spans;
                         piece->origin = whole;
+                        piece->ticket = batch.ticket;
                         pieces.push_back(std::move(piece));
                       });
   add(stats_.split_batches);
@@ -105,8 +153,9 @@ void QueuedExporter::shutdown(Clock::time_point deadline) noexcept {
   }
   asio::post(ioc_, [this, deadline] {
     stopping_ = true;
-    while (!idle_.empty()) {
-      wake_one();
+    wake_all();
+    if (collector_ != nullptr) {
+      collector_->wake.cancel();
     }
     deadline_timer_.expires_at(deadline);
     deadline_timer_.async_wait([this](boost::system::error_code ec) {
@@ -127,6 +176,12 @@ void QueuedExporter::wake_one() {
   }
 }
 
+void QueuedExporter::wake_all() {
+  while (!idle_.empty()) {
+    wake_one();
+  }
+}
+
 // The shutdown deadline passed: abandon what is left, counting it.
 void QueuedExporter::expire() {
   expired_ = true;
@@ -136,6 +191,82 @@ void QueuedExporter::expire() {
     w->sleep.cancel();
   }
   idle_.clear();
+}
+
+// The end of one batch's life in this exporter (delivered, dropped or handed back).
+void QueuedExporter::done(const Batch&) {
+  stats_.queued_batches.fetch_sub(1, std::memory_order_relaxed);
+}
+
+// A batch that cannot be delivered now. From the spool it stays there: back to pending for a
+// later attempt, or, at shutdown, in flight so the next start replays it. Otherwise it is lost
+// and counted.
+void QueuedExporter::give_up(const Batch& batch, const std::string& why) {
+  if (!batch.ticket) {
+    drop(batch.spans, why);
+    return;
+  }
+  if (stopping_ || expired_) {
+    batch.ticket->settle(SpoolTicket::Then::kKeep);
+  } else {
+    batch.ticket->settle(SpoolTicket::Then::kNack);
+    add(stats_.respooled_spans, batch.spans);
+    std::uint64_t suppressed = 0;
+    if (failure_log_.allow(suppressed)) {
+      log_->warn("{} span(s) back to the spool for a later attempt: {} ({} more not logged)",
+                 batch.spans, why, suppressed);
+    }
+  }
+  done(batch);
+}
+
+void QueuedExporter::circuit_changed() {
+  const Circuit::State now = circuit_.state();
+  stats_.circuit_state.store(static_cast<std::uint64_t>(now), std::memory_order_relaxed);
+  for (Worker* w : admission_waiters_) {
+    w->sleep.cancel();
+  }
+  if (now == published_state_) {
+    return;
+  }
+  if (published_state_ == Circuit::State::kClosed && now == Circuit::State::kOpen) {
+    add(stats_.circuit_opened);
+    log_->warn("upstream failing: circuit open, probing it with one request at a time");
+  } else if (now == Circuit::State::kClosed) {
+    log_->info("upstream answering again: circuit closed, concurrency ramping up to {}",
+               options_.max_in_flight);
+    wake_all();  // idle workers may read the spool again
+  }
+  published_state_ = now;
+}
+
+// Spool mode: may a worker read records into a new batch? Not while the circuit is open and
+// another batch is already waiting to probe, nor at shutdown once the upstream failed.
+bool QueuedExporter::may_read_spool() const noexcept {
+  if (stopping_ && (circuit_.open_or_probing() || stop_failed_)) {
+    return false;
+  }
+  return !circuit_.open_or_probing() || holders_ == 0;
+}
+
+asio::awaitable<bool> QueuedExporter::admit(Worker& w) {
+  for (;;) {
+    if (expired_) {
+      co_return false;
+    }
+    // At shutdown with the upstream down, a spooled batch is safe where it is: do not wait.
+    if (stopping_ && spool_ && circuit_.open_or_probing()) {
+      co_return false;
+    }
+    if (circuit_.try_acquire(Clock::now())) {
+      circuit_changed();
+      co_return true;
+    }
+    admission_waiters_.push_back(&w);
+    w.sleep.expires_at(circuit_.next_change(Clock::now()));
+    co_await w.sleep.async_wait(use_tuple);
+    std::erase(admission_waiters_, &w);
+  }
 }
 
 void QueuedExporter::drop(std::uint32_t spans, const std::string& why) {
@@ -150,14 +281,16 @@ void QueuedExporter::drop(std::uint32_t spans, const std::string& why) {
 
 asio::awaitable<void> QueuedExporter::run_worker(Worker& w) {
   while (BatchPtr batch = co_await next_batch(w)) {
+    ++holders_;
     co_await deliver(w, batch);
+    --holders_;
   }
   sender_->close(w.slot);
   if (--running_workers_ == 0) {
-    // Everything delivered or dropped: let the io context run out of work.
+    // Everything delivered, dropped or left in the spool: let the io context run out of work.
     deadline_timer_.cancel();
     while (!queue_.empty()) {
-      drop(queue_.front()->spans, "exporter stopped");
+      give_up(*queue_.front(), "exporter stopped");
       queue_.pop_front();
     }
     queued_bytes_ = 0;
@@ -175,7 +308,20 @@ asio::awaitable<BatchPtr> QueuedExporter::next_batch(Worker& w) {
       queued_bytes_ -= b->bytes.size();
       co_return b;
     }
-    if (stopping_) {
+    if (spool_ && collector_ == nullptr && may_read_spool()) {
+      collector_ = &w;
+      BatchPtr b = co_await collect(w);
+      collector_ = nullptr;
+      if (b) {
+        wake_one();  // another worker may gather the next batch meanwhile
+        co_return b;
+      }
+      if (!stopping_) {
+        continue;
+      }
+    }
+    if (stopping_ && collector_ == nullptr) {
+      wake_all();  // nothing more to read: let the others finish too
       co_return nullptr;
     }
     idle_.push_back(&w);
@@ -185,6 +331,66 @@ asio::awaitable<BatchPtr> QueuedExporter::next_batch(Worker& w) {
   }
 }
 
+// Spool mode: gathers pending records into one batch, waiting (up to batch.timeout after the
+// oldest record was written) for more when it is not full. Returns nullptr when there is
+// nothing to read and the exporter is stopping, or reading should pause (circuit open).
+asio::awaitable<BatchPtr> QueuedExporter::collect(Worker& w) {
+  std::vector<std::uint64_t> ids;
+  std::string bytes;
+  std::uint64_t spans = 0;
+  auto oldest = std::chrono::system_clock::time_point::max();
+  for (;;) {
+    // Armed before looking, so an append that finds nothing pending-yet still wakes us.
+    collector_waiting_.store(true);
+    bool full = false;
+    while (!full) {
+      std::optional<SpoolRecord> rec = spool_->next();
+      if (!rec) {
+        break;
+      }
+      if (!ids.empty() && (bytes.size() + rec->payload.size() > batch_limits_.max_bytes ||
+                           spans + rec->spans > batch_limits_.max_spans)) {
+        spool_->nack(rec->id);  // starts the next batch
+        full = true;
+        break;
+      }
+      ids.push_back(rec->id);
+      bytes += rec->payload;
+      spans += rec->spans;
+      oldest = std::min(oldest, rec->written);
+      full = bytes.size() >= batch_limits_.max_bytes || spans >= batch_limits_.max_spans;
+    }
+    if (full || stopping_ || expired_ || (ids.empty() && !may_read_spool())) {
+      break;
+    }
+    auto until = Clock::time_point::max();
+    if (!ids.empty()) {
+      const auto age = std::chrono::system_clock::now() - oldest;
+      if (age >= batch_limits_.timeout) {
+        break;
+      }
+      until = Clock::now() +
+              std::chrono::duration_cast<Clock::duration>(batch_limits_.timeout - age);
+    }
+    w.wake.expires_at(until);
+    co_await w.wake.async_wait(use_tuple);
+  }
+  collector_waiting_.store(false);
+  if (ids.empty()) {
+    co_return nullptr;
+  }
+  auto batch = std::make_shared<Batch>();
+  if (budget_ != nullptr) {
+    budget_->reserve_unchecked(bytes.size());
+    batch->lease = BudgetLease(budget_, bytes.size());
+  }
+  batch->bytes = std::move(bytes);
+  batch->spans = static_cast<std::uint32_t>(spans);
+  batch->ticket = std::make_shared<SpoolTicket>(*spool_, std::move(ids));
+  add(stats_.queued_batches);
+  co_return batch;
+}
+
 asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_ptr) {
   const Batch& batch = *batch_ptr;
   std::string payload = sender_->prepare(batch);
@@ -192,14 +398,21 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
   const auto started = Clock::now();
   bool retried_stale = false;
   for (unsigned attempt = 0;; ++attempt) {
+    if (!co_await admit(w)) {
+      give_up(batch, expired_ ? "shutdown_timeout reached before delivery"
+                              : "stopping while the upstream is down");
+      co_return;
+    }
     if (attempt > 0) {
       add(stats_.retries);
     }
     Attempt a = co_await sender_->send(w.slot, payload);
     if (a.outcome == Attempt::kDelivered) {
+      circuit_.succeeded();
+      circuit_changed();
       add(stats_.sent_spans, batch.spans);
       add(stats_.sent_requests);
-      stats_.queued_batches.fetch_sub(1, std::memory_order_relaxed);
+      done(batch);
       if (a.rejected > 0) {
         add(stats_.rejected_spans, static_cast<std::uint64_t>(a.rejected));
         log_->warn("upstream accepted the batch but rejected {} span(s): {}", a.rejected,
@@ -208,29 +421,42 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
       co_return;
     }
     if (expired_) {
-      drop(batch.spans, "shutdown_timeout reached before delivery");
+      circuit_.abandoned();
+      circuit_changed();
+      give_up(batch, "shutdown_timeout reached before delivery");
       co_return;
     }
-    if (a.too_large && batch.spans > 1) {
-      requeue_in_pieces(batch_ptr);
-      co_return;
-    }
-    if (a.outcome == Attempt::kPermanent) {
+    if (a.outcome == Attempt::kPermanent || a.too_large) {
+      circuit_.succeeded();  // the upstream answered: it is up
+      circuit_changed();
+      if (a.too_large && batch.spans > 1) {
+        requeue_in_pieces(batch_ptr);
+        co_return;
+      }
       drop(batch.spans, "permanent error from upstream: " + a.detail);
       co_return;
     }
     // An idle keep-alive connection the upstream closed fails at once: reconnect, no backoff.
     if (a.stale_connection && !retried_stale) {
+      circuit_.abandoned();
+      circuit_changed();
       retried_stale = true;
       continue;
     }
+    circuit_.failed(Clock::now(), a.retry_after);
+    circuit_changed();
     if (!options_.retry.enabled) {
-      drop(batch.spans, "retryable error and retry disabled: " + a.detail);
+      give_up(batch, "retryable error and retry disabled: " + a.detail);
+      co_return;
+    }
+    if (stopping_ && spool_) {
+      stop_failed_ = true;  // durable already: leave it for the next start
+      give_up(batch, "stopping, last error: " + a.detail);
       co_return;
     }
     const auto delay = a.retry_after ? *a.retry_after : backoff.next();
     if (Clock::now() - started + delay > options_.retry.max_elapsed) {
-      drop(batch.spans, "retry.max_elapsed reached; last error: " + a.detail);
+      give_up(batch, "retry.max_elapsed reached; last error: " + a.detail);
       co_return;
     }
     std::uint64_t suppressed = 0;
@@ -240,10 +466,6 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
     }
     w.sleep.expires_after(delay);
     co_await w.sleep.async_wait(use_tuple);
-    if (expired_) {
-      drop(batch.spans, "shutdown_timeout reached before delivery");
-      co_return;
-    }
   }
 }
 

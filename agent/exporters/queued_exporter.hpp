@@ -1,15 +1,26 @@
 #pragma once
-// A network exporter: its own io thread, a bounded queue of batches, `max_in_flight` workers
-// that each deliver one batch at a time through the Sender, and the retry policy (backoff with
-// full jitter, Retry-After, max_elapsed). Used by otlp_http and otlp_grpc.
+// A network exporter: its own io thread, a queue of batches, `max_in_flight` workers that each
+// deliver one batch at a time through the Sender, the retry policy (backoff with full jitter,
+// Retry-After, max_elapsed) and a circuit breaker (circuit.hpp) that every attempt must pass.
+// Used by otlp_http and otlp_grpc.
 //
-// Threading: all state lives on the io thread; submit() and shutdown() post to it.
+// Two modes:
+// - memory (no spool): the batcher submit()s shared batches into a bounded in-memory queue;
+//   retries that run out (max_elapsed) drop the batch and count it.
+// - spool: the queue is on disk. Intake appends every accepted request with spool_append()
+//   before the client gets its answer; workers read records back, batch them (batch.max_spans,
+//   max_bytes, timeout) and acknowledge them once delivered. Retries that run out return the
+//   records to the spool, and at shutdown anything undelivered simply stays there.
+//
+// Threading: all state lives on the io thread; submit(), shutdown() and the wake-up of
+// spool_append() post to it. spool_append() itself runs on the caller's thread.
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -20,7 +31,9 @@
 #include "common/log.hpp"
 #include "config/config.hpp"
 #include "exporters/exporter.hpp"
+#include "exporters/circuit.hpp"
 #include "exporters/sender.hpp"
+#include "spool/spool.hpp"
 
 namespace spanrelay {
 
@@ -36,7 +49,10 @@ class QueuedExporter final : public Exporter {
   // pressure (nullptr: always), so a slow but healthy upstream keeps its backlog while memory
   // is plentiful and a dead one cannot starve the others when it is not.
   QueuedExporter(config::Exporter options, SenderFactory make_sender,
-                 const MemoryBudget* budget = nullptr);
+                 MemoryBudget* budget = nullptr);
+  // Spool mode: batches are read from `spool` (opened by the caller) within `batch` limits.
+  QueuedExporter(config::Exporter options, SenderFactory make_sender, MemoryBudget* budget,
+                 std::unique_ptr<Spool> spool, config::Batch batch);
   ~QueuedExporter() override;
 
   const std::string& name() const noexcept override { return options_.name; }
@@ -45,16 +61,28 @@ class QueuedExporter final : public Exporter {
   void shutdown(std::chrono::steady_clock::time_point deadline) noexcept override;
   const ExporterStats& stats() const noexcept override { return stats_; }
 
+  // Spool mode only, from any thread: appends one accepted request to this exporter's spool
+  // (durable per spool.fsync when it returns kOk) and wakes a worker. Counts refusals.
+  AppendStatus spool_append(std::string_view request, std::uint32_t spans) noexcept;
+  const Spool* spool() const noexcept { return spool_.get(); }
+
  private:
   struct Worker;
 
   boost::asio::awaitable<void> run_worker(Worker& w);
   boost::asio::awaitable<BatchPtr> next_batch(Worker& w);
+  boost::asio::awaitable<BatchPtr> collect(Worker& w);
   boost::asio::awaitable<void> deliver(Worker& w, const BatchPtr& batch);
+  boost::asio::awaitable<bool> admit(Worker& w);
+  void circuit_changed();
+  bool may_read_spool() const noexcept;
+  void give_up(const Batch& batch, const std::string& why);
+  void done(const Batch& batch);
   void requeue_in_pieces(const BatchPtr& batch);
   void enqueue(BatchPtr batch);
   bool memory_pressure() const noexcept;
   void wake_one();
+  void wake_all();
   void expire();
   void drop(std::uint32_t spans, const std::string& why);
 
@@ -63,12 +91,21 @@ class QueuedExporter final : public Exporter {
   boost::asio::io_context ioc_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::unique_ptr<Sender> sender_;
-  const MemoryBudget* budget_;
+  MemoryBudget* budget_;
+  std::unique_ptr<Spool> spool_;  // declared before the queue: tickets ack into it
+  config::Batch batch_limits_;
+  Circuit circuit_;
+  Circuit::State published_state_ = Circuit::State::kClosed;
 
   std::deque<BatchPtr> queue_;
   std::size_t queued_bytes_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<Worker*> idle_;
+  std::vector<Worker*> admission_waiters_;
+  Worker* collector_ = nullptr;           // the worker reading the spool into a batch
+  std::atomic<bool> collector_waiting_{false};  // it waits for spool_append()
+  std::size_t holders_ = 0;               // workers holding a batch
+  bool stop_failed_ = false;              // spool mode: an attempt failed after shutdown began
   std::size_t running_workers_ = 0;
   bool stopping_ = false;
   bool expired_ = false;
@@ -77,6 +114,7 @@ class QueuedExporter final : public Exporter {
   ExporterStats stats_;
   RateLimit failure_log_;
   RateLimit retry_log_;
+  RateLimit spool_log_;
 };
 
 }  // namespace spanrelay

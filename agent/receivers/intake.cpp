@@ -11,6 +11,11 @@ Intake::Intake(Ring<Chunk>& ring, MemoryBudget& budget, ReceiverStats& stats,
     : ring_(ring), budget_(budget), stats_(stats), notify_(std::move(notify_consumer)),
       log_(logger("intake")) {}
 
+void Intake::set_persist(Persist persist, bool forward_to_ring) {
+  persist_ = std::move(persist);
+  forward_to_ring_ = forward_to_ring;
+}
+
 IntakeResult Intake::submit(std::string&& request) noexcept {
   IntakeResult r;
   // Counted in-progress before the closed check, so close() can wait for us.
@@ -53,11 +58,25 @@ IntakeResult Intake::submit(std::string&& request) noexcept {
     if (spans == 0) {
       return r;  // nothing to forward (an empty request is a valid one)
     }
-    Chunk chunk{std::move(request), spans, std::move(lease)};
-    if (!ring_.try_push(chunk)) {
-      return refuse(spans);
+    if (persist_) {
+      const IntakeStatus persisted = persist_(request, spans);
+      if (persisted == IntakeStatus::kFull) {
+        add(stats_.refused_spans, spans);  // the spool logged why
+        r.status = IntakeStatus::kFull;
+        return r;
+      }
+      if (persisted != IntakeStatus::kAccepted) {
+        r.status = persisted;
+        return r;
+      }
     }
-    notify_();
+    if (forward_to_ring_) {
+      Chunk chunk{std::move(request), spans, std::move(lease)};
+      if (!ring_.try_push(chunk)) {
+        return refuse(spans);
+      }
+      notify_();
+    }
     r.accepted_spans = spans;
     add(stats_.accepted_spans, spans);
     return r;

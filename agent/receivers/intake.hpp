@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "common/budget.hpp"
 #include "common/log.hpp"
@@ -37,6 +38,13 @@ class Intake {
   Intake(Ring<Chunk>& ring, MemoryBudget& budget, ReceiverStats& stats,
          std::function<void()> notify_consumer);
 
+  // Spool mode: `persist` is called with every accepted request (after invalid spans are
+  // removed) before it is acknowledged; kAccepted lets it through, anything else is the answer
+  // (kFull: 429/RESOURCE_EXHAUSTED). Without memory exporters (`forward_to_ring` false) the
+  // request then goes no further. Call before the receivers start.
+  using Persist = std::function<IntakeStatus(std::string_view request, std::uint32_t spans)>;
+  void set_persist(Persist persist, bool forward_to_ring);
+
   // `request` is a serialized ExportTraceServiceRequest (already decompressed/converted).
   IntakeResult submit(std::string&& request) noexcept;
 
@@ -53,6 +61,8 @@ class Intake {
   MemoryBudget& budget_;
   ReceiverStats& stats_;
   std::function<void()> notify_;
+  Persist persist_;
+  bool forward_to_ring_ = true;
   std::atomic<bool> closed_{false};
   std::atomic<int> in_progress_{0};
   std::shared_ptr<spdlog::logger> log_;

@@ -16,6 +16,7 @@
 #include "google/rpc/status.pb.h"
 #include "otlp/wire.hpp"
 #include "unit/otlp_builders.hpp"
+#include "unit/temp_dir.hpp"
 
 using namespace spanrelay;
 using namespace std::chrono_literals;
@@ -44,6 +45,8 @@ struct Script {
   std::vector<Clock::time_point> calls;
   std::chrono::milliseconds delay{0};
   bool cancelled = false;
+  int in_flight = 0;
+  std::vector<int> concurrent;  // per call: how many other calls were in flight when it began
 
   std::size_t count() {
     std::lock_guard lock(m);
@@ -61,6 +64,7 @@ class FakeSender final : public Sender {
     {
       std::lock_guard lock(s_.m);
       s_.calls.push_back(Clock::now());
+      s_.concurrent.push_back(s_.in_flight++);
       a.outcome = Attempt::kDelivered;
       if (!s_.answers.empty()) {
         a = s_.answers.front();
@@ -74,9 +78,11 @@ class FakeSender final : public Sender {
       auto [ec] = co_await t.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
       timer_ = nullptr;
       if (ec) {
-        co_return retryable_attempt("cancelled");
+        a = retryable_attempt("cancelled");
       }
     }
+    std::lock_guard lock(s_.m);
+    --s_.in_flight;
     co_return a;
   }
   void cancel_all() override {
@@ -115,7 +121,7 @@ BatchPtr batch(std::uint32_t spans, std::size_t bytes = 100) {
 }
 
 std::unique_ptr<QueuedExporter> make(Script& s, config::Exporter o = options(),
-                                     const MemoryBudget* budget = nullptr) {
+                                     MemoryBudget* budget = nullptr) {
   auto e = std::make_unique<QueuedExporter>(
       o,
       [&s](boost::asio::io_context& ioc, const config::Exporter&) {
@@ -322,6 +328,130 @@ TEST_CASE("a batch refused as too large is re-sent in smaller pieces", "[exporte
     spans += otlp::count_spans(p);
   }
   REQUIRE(spans == 20);  // every span exactly once
+}
+
+TEST_CASE("a failing upstream opens the circuit: one probe at a time until it recovers",
+          "[exporter][circuit]") {
+  Script s;
+  s.delay = 30ms;
+  for (int i = 0; i < 30; ++i) {
+    s.answers.push_back(retryable());
+  }
+  auto o = options();
+  o.max_in_flight = 4;
+  auto e = make(s, o);
+  for (int i = 0; i < 4; ++i) {
+    e->submit(batch(1));
+  }
+  REQUIRE(eventually([&] { return get(e->stats().sent_spans) == 4; }, 30s));
+  REQUIRE(get(e->stats().circuit_opened) >= 1);
+  REQUIRE(get(e->stats().circuit_state) == 0);
+  std::lock_guard lock(s.m);
+  // Four workers fail once each, then once more: the fifth failure opens the circuit, so no
+  // third attempt of any worker starts while it is closed. From the ninth call on, until the
+  // upstream answers again, each attempt is a lone probe.
+  REQUIRE(s.concurrent.size() >= 31);
+  for (std::size_t i = 8; i <= 30; ++i) {
+    INFO("call " << i + 1);
+    REQUIRE(s.concurrent[i] == 0);
+  }
+}
+
+namespace {
+
+std::unique_ptr<QueuedExporter> make_spooled(Script& s, const std::string& dir,
+                                             config::Exporter o = options()) {
+  SpoolOptions so;
+  so.path = dir;
+  so.fsync = SpoolFsync::kNever;
+  config::Batch limits;
+  limits.max_spans = 100;
+  limits.timeout = 200ms;
+  auto e = std::make_unique<QueuedExporter>(
+      o,
+      [&s](boost::asio::io_context& ioc, const config::Exporter&) {
+        return std::make_unique<FakeSender>(ioc, s);
+      },
+      nullptr, Spool::open(so, o.name), limits);
+  e->start();
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("spool mode: appended requests are batched, delivered once and released",
+          "[exporter][spool]") {
+  testing::TempDir dir;
+  Script s;
+  auto e = make_spooled(s, dir.str());
+  for (int i = 0; i < 250; ++i) {
+    REQUIRE(e->spool_append("0123456789", 1) == AppendStatus::kOk);
+  }
+  REQUIRE(eventually([&] { return get(e->stats().sent_spans) == 250; }));
+  REQUIRE(eventually([&] { return e->spool()->pending_records() == 0 &&
+                                  e->spool()->in_flight_records() == 0; }));
+  REQUIRE(get(e->spool()->stats().acked_records) == 250);
+  REQUIRE(s.count() >= 3);   // batch.max_spans is 100
+  REQUIRE(s.count() < 250);  // merged, not one request per record
+  e->shutdown(Clock::now() + 5s);
+  REQUIRE(get(e->stats().sent_spans) == 250);
+}
+
+TEST_CASE("spool mode: retries that run out go back to the spool and are delivered later",
+          "[exporter][spool]") {
+  testing::TempDir dir;
+  Script s;
+  for (int i = 0; i < 40; ++i) {
+    s.answers.push_back(retryable());
+  }
+  auto o = options();
+  o.retry.max_elapsed = 60ms;
+  auto e = make_spooled(s, dir.str(), o);
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(e->spool_append("abc", 2) == AppendStatus::kOk);
+  }
+  REQUIRE(eventually([&] { return get(e->stats().sent_spans) == 20; }, 30s));
+  REQUIRE(get(e->stats().respooled_spans) > 0);
+  REQUIRE(get(e->stats().failed_spans) == 0);
+  REQUIRE(eventually([&] { return e->spool()->stats().records == 0; }));
+}
+
+TEST_CASE("spool mode: shutdown with the upstream down is prompt and keeps every record",
+          "[exporter][spool]") {
+  testing::TempDir dir;
+  Script s;
+  for (int i = 0; i < 100000; ++i) {
+    s.answers.push_back(retryable());
+  }
+  {
+    auto e = make_spooled(s, dir.str());
+    for (int i = 0; i < 5; ++i) {
+      REQUIRE(e->spool_append("abc", 1) == AppendStatus::kOk);
+    }
+    REQUIRE(eventually([&] { return s.count() >= 1; }));
+    const auto start = Clock::now();
+    e->shutdown(start + 60s);
+    REQUIRE(Clock::now() - start < 30s);  // did not wait for the deadline
+    REQUIRE(get(e->stats().failed_spans) == 0);
+  }
+  SpoolOptions so;
+  so.path = dir.str();
+  auto reopened = Spool::open(so, "fake");
+  REQUIRE(reopened->pending_records() == 5);
+}
+
+TEST_CASE("spool mode: a permanent error acknowledges the records and counts the spans",
+          "[exporter][spool]") {
+  testing::TempDir dir;
+  Script s;
+  Attempt permanent;
+  permanent.outcome = Attempt::kPermanent;
+  permanent.detail = "HTTP 400";
+  s.answers = {permanent};
+  auto e = make_spooled(s, dir.str());
+  REQUIRE(e->spool_append("abc", 3) == AppendStatus::kOk);
+  REQUIRE(eventually([&] { return get(e->stats().failed_spans) == 3; }));
+  REQUIRE(eventually([&] { return e->spool()->stats().records == 0; }));
 }
 
 TEST_CASE("gRPC statuses map to retryable and permanent per OTLP", "[exporter][grpc]") {

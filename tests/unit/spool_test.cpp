@@ -19,6 +19,7 @@
 #include "spool/crc32c.hpp"
 #include "spool/format.hpp"
 #include "spool/spool.hpp"
+#include "unit/temp_dir.hpp"
 
 using namespace spanrelay;
 using namespace std::chrono_literals;
@@ -26,26 +27,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory under /tmp, removed with everything in it at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "spool_test.XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
+using testing::TempDir;
 
 struct FakeClock {
   std::chrono::system_clock::time_point now =
