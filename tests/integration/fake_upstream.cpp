@@ -194,8 +194,8 @@ struct FakeUpstream::State {
     }
   }
 
-  void start() {
-    const tcp::endpoint endpoint(asio::ip::address_v4::loopback(), 0);
+  void start(std::uint16_t port = 0) {
+    const tcp::endpoint endpoint(asio::ip::address_v4::loopback(), port);
     acceptor.open(endpoint.protocol());
     acceptor.set_option(tcp::acceptor::reuse_address(true));
     acceptor.bind(endpoint);
@@ -206,6 +206,10 @@ struct FakeUpstream::State {
 };
 
 FakeUpstream::FakeUpstream() : state_(std::make_unique<State>()) { state_->start(); }
+
+FakeUpstream::FakeUpstream(std::uint16_t port) : state_(std::make_unique<State>()) {
+  state_->start(port);
+}
 
 FakeUpstream::FakeUpstream(const TlsFiles& tls) : state_(std::make_unique<State>()) {
   state_->ssl.emplace(asio::ssl::context::tls_server);

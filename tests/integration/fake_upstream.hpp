@@ -49,6 +49,8 @@ TlsFiles make_self_signed_cert(const std::string& dir);
 class FakeUpstream {
  public:
   FakeUpstream();                             // plain HTTP
+  // Plain HTTP on a given loopback port: a previous upstream's, to play it coming back.
+  explicit FakeUpstream(std::uint16_t port);
   explicit FakeUpstream(const TlsFiles& tls);  // HTTPS
   ~FakeUpstream();
   FakeUpstream(const FakeUpstream&) = delete;

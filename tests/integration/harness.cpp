@@ -20,6 +20,7 @@
 #include <iostream>
 #include <limits>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -119,6 +120,34 @@ std::uint16_t free_port() {
   return ntohs(addr.sin_port);
 }
 
+std::uint16_t stable_free_port() {
+  // The ephemeral range (net.ipv4.ip_local_port_range) usually starts at 32768.
+  unsigned low = 32768;
+  if (std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range"); range) {
+    range >> low;
+  }
+  static std::mt19937 rng(std::random_device{}());
+  const unsigned floor = 10000;
+  if (low <= floor + 1000) {
+    return free_port();  // an unusual range: no room below it
+  }
+  std::uniform_int_distribution<unsigned> pick(floor, low - 1);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const auto port = static_cast<std::uint16_t>(pick(rng));
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const sockaddr_in addr = loopback(port);
+    const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<const sockaddr*>(&addr),
+                                      sizeof addr) == 0;
+    if (fd >= 0) {
+      ::close(fd);
+    }
+    if (ok) {
+      return port;
+    }
+  }
+  throw std::runtime_error("cannot find a free port below the ephemeral range");
+}
+
 bool port_accepts(std::uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -203,6 +232,9 @@ Process::Process(const std::vector<std::string>& argv, const Env& env,
     ::dup2(null_in, 0);
     ::dup2(out, 1);
     ::dup2(out, 2);
+    // Nothing else of the test's: an inherited listening socket (Asio does not set CLOEXEC)
+    // would keep a "stopped" fake upstream's port open in the agent.
+    ::close_range(3, ~0U, 0);
     ::execve(argp[0], argp.data(), envp.data());
     ::_exit(127);
   }
@@ -385,6 +417,12 @@ std::string render_config(const AgentConfig& c, AgentPorts ports,
     y << "  local:\n"
       << "    type: file\n"
       << "    path: \"" << file_exporter_path << "\"\n";
+  }
+  if (!c.spool.empty()) {
+    y << "spool:\n";
+    for (const auto& [key, value] : c.spool) {
+      y << "  " << key << ": " << value << "\n";
+    }
   }
   y << "log:\n"
     << "  level: " << c.log_level << "\n"

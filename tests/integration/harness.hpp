@@ -56,6 +56,10 @@ std::string read_file(const std::string& path);
 
 // A loopback TCP port that was free a moment ago (bound to 127.0.0.1:0, then closed).
 std::uint16_t free_port();
+// A free loopback port outside the kernel's ephemeral range, for an upstream that must come
+// back on the same port later: an ephemeral port may meanwhile be taken as the local port of
+// some client connection.
+std::uint16_t stable_free_port();
 bool port_accepts(std::uint16_t port);
 // A listening endpoint as the agent's config writes it ("host:port" or "unix:/path") accepts
 // connections.
@@ -125,6 +129,8 @@ struct AgentConfig {
   std::map<std::string, ExporterConfig> exporters;
   // exporters.local (file), written to <agent dir>/spans.jsonl
   bool file_exporter = false;
+  // spool: keys and values under it (path, fsync, ...); empty: no spool
+  std::vector<std::pair<std::string, std::string>> spool;
   // log, shutdown
   std::string log_level = "info";
   std::string shutdown_timeout = "10s";

@@ -1,0 +1,369 @@
+// Fault injection: the real binary through upstream outages, throttling, SIGKILL, SIGTERM, a
+// full spool and a corrupt one. The promise under test (docs/reliability.md): a span answered
+// 200 reaches the upstream, or is counted as dropped. Every wait has a deadline.
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "integration/checks.hpp"
+#include "integration/fake_upstream.hpp"
+#include "integration/harness.hpp"
+
+namespace it {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string url_on(std::uint16_t port) { return "http://127.0.0.1:" + std::to_string(port) + "/otlp"; }
+
+AgentConfig spool_config(const std::string& upstream_url, const std::string& spool_dir) {
+  AgentConfig config;
+  config.exporters["up"].endpoint = upstream_url;
+  config.exporters["up"].retry_max_interval = "500ms";
+  config.spool = {{"path", spool_dir}};
+  return config;
+}
+
+// A client that keeps exporting small requests from its own thread, remembering every span
+// the agent acknowledged with 200.
+class Load {
+ public:
+  Load(std::uint16_t port, std::size_t spans_per_request, Millis pause)
+      : thread_([this, port, spans_per_request, pause] { run(port, spans_per_request, pause); }) {}
+  ~Load() { stop(); }
+
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+  }
+  std::vector<FlatSpan> accepted() {
+    std::lock_guard lock(m_);
+    return accepted_;
+  }
+  std::size_t accepted_count() {
+    std::lock_guard lock(m_);
+    return accepted_.size();
+  }
+  std::size_t refused() const { return refused_; }
+  std::size_t failed() const { return failed_; }
+
+ private:
+  void run(std::uint16_t port, std::size_t n, Millis pause) {
+    while (!stop_) {
+      const ExportRequest request = make_request(n);
+      try {
+        const HttpResponse response = post_spans(port, request);
+        if (response.result_int() == 200) {
+          std::lock_guard lock(m_);
+          append(accepted_, flatten(request));
+        } else {
+          ++refused_;
+        }
+      } catch (const std::exception&) {
+        ++failed_;  // the agent is gone (killed or stopped): not acknowledged, not our business
+      }
+      std::this_thread::sleep_for(pause);  // pacing the load, not synchronising
+    }
+  }
+
+  std::atomic<bool> stop_{false};
+  std::mutex m_;
+  std::vector<FlatSpan> accepted_;
+  std::atomic<std::size_t> refused_{0};
+  std::atomic<std::size_t> failed_{0};
+  std::thread thread_;
+};
+
+struct DeliveryReport {
+  std::size_t missing = 0;      // acknowledged, never delivered
+  std::size_t duplicates = 0;   // deliveries beyond the first of a span
+  std::size_t unexpected = 0;   // delivered but never acknowledged (e.g. refused, then kept)
+};
+
+// Every span acknowledged must be among the delivered ones (from any of the upstreams).
+DeliveryReport compare(const std::vector<FlatSpan>& accepted,
+                       const std::vector<const FakeUpstream*>& upstreams,
+                       const std::vector<FlatSpan>& delivered_earlier = {}) {
+  std::map<std::string, std::size_t> delivered;
+  for (const FlatSpan& s : delivered_earlier) {
+    ++delivered[span_key(s.span)];
+  }
+  for (const FakeUpstream* u : upstreams) {
+    for (const FlatSpan& s : u->delivered_spans()) {
+      ++delivered[span_key(s.span)];
+    }
+  }
+  DeliveryReport r;
+  std::map<std::string, bool> acked;
+  for (const FlatSpan& s : accepted) {
+    acked[span_key(s.span)] = true;
+    if (!delivered.contains(span_key(s.span))) {
+      ++r.missing;
+    }
+  }
+  for (const auto& [key, n] : delivered) {
+    r.duplicates += n - 1;
+    if (!acked.contains(key)) {
+      ++r.unexpected;
+    }
+  }
+  return r;
+}
+
+// Waits until every acknowledged span has been delivered somewhere.
+DeliveryReport await_delivery(const std::vector<FlatSpan>& accepted,
+                              const std::vector<const FakeUpstream*>& upstreams, Millis timeout,
+                              const std::vector<FlatSpan>& delivered_earlier = {}) {
+  wait_until([&] { return compare(accepted, upstreams, delivered_earlier).missing == 0; },
+             timeout);
+  return compare(accepted, upstreams, delivered_earlier);
+}
+
+std::uintmax_t size_of(const fs::path& p) {
+  std::error_code ec;
+  const auto n = fs::file_size(p, ec);
+  return ec ? 0 : n;
+}
+
+}  // namespace
+
+TEST_CASE("upstream down for 30 s under continuous load: every acknowledged span arrives",
+          "[integration][reliability][slow]") {
+  TempDir spool;
+  const std::uint16_t port = stable_free_port();
+  auto upstream = std::make_unique<FakeUpstream>(port);
+  AgentConfig config = spool_config(url_on(port), spool.path());
+  config.exporters["up"].retry_max_elapsed = "5s";  // retries run out during the outage
+  Agent agent(config);
+
+  Load load(agent.port(), 10, 10ms);
+  REQUIRE(upstream->wait_for_spans(100, 10s));
+
+  const std::vector<FlatSpan> delivered_before = upstream->delivered_spans();
+  upstream.reset();  // connection refused from now on
+  const auto outage_start = Clock::now();
+  // The outage lasts 30 s of wall time; meanwhile the agent must keep acknowledging.
+  const std::size_t before = load.accepted_count();
+  CHECK(agent.wait_metric_at_least(exporter_series("spanrelay_exporter_circuit_opened_total"), 1,
+                                   20s));
+  std::this_thread::sleep_until(outage_start + 30s);  // the scenario's duration, not a sync
+  const std::size_t during = load.accepted_count() - before;
+  CHECK(during > 1000);  // ~100 requests/s × 10 spans for 30 s, none refused
+  CHECK(load.refused() == 0);
+  CHECK(agent.metric(exporter_series("spanrelay_exporter_respooled_spans_total")) > 0);
+  CHECK(agent.metric(exporter_series("spanrelay_exporter_failed_spans_total")) == 0);
+
+  FakeUpstream recovered(port);
+  REQUIRE(recovered.wait_for_spans(1, 30s));
+  std::this_thread::sleep_for(2s);  // two more seconds of load after the recovery
+  load.stop();
+  const auto accepted = load.accepted();
+  const DeliveryReport r = await_delivery(accepted, {&recovered}, 60s, delivered_before);
+  WARN("outage test: " << accepted.size() << " spans acknowledged, " << r.missing
+                       << " missing, " << r.duplicates << " duplicates, " << during
+                       << " acknowledged during the outage");
+  CHECK(r.missing == 0);
+  CHECK(r.unexpected == 0);
+  CHECK(wait_until([&] { return agent.metric(exporter_series("spanrelay_spool_records")) == 0; },
+                   30s));
+  CHECK(agent.metric(exporter_series("spanrelay_exporter_circuit_state")) == 0);
+}
+
+TEST_CASE("upstream 429 with Retry-After: 3 holds the next attempt for about 3 s",
+          "[integration][reliability]") {
+  FakeUpstream upstream;
+  UpstreamResponse throttled = UpstreamResponse::with_status(429);
+  throttled.headers = {{"Retry-After", "3"}};
+  upstream.script({throttled});
+  AgentConfig config;
+  config.exporters["up"].endpoint = upstream.base_url();  // initial_interval is 100ms
+  Agent agent(config);
+
+  const auto sent = post_and_expect_ok(agent.port(), 5);
+  require_delivered_once(upstream, sent, 15s);
+  const auto requests = upstream.requests();
+  REQUIRE(requests.size() == 2);
+  CHECK(requests[0].response_status == 429);
+  const auto gap = std::chrono::duration_cast<Millis>(requests[1].received_at -
+                                                      requests[0].received_at);
+  INFO("second attempt after " << gap.count() << " ms");
+  CHECK(gap >= 2900ms);
+  CHECK(gap < 6s);
+}
+
+TEST_CASE("kill -9 with spans in the spool: the restarted agent delivers every one",
+          "[integration][reliability]") {
+  TempDir spool;
+  const std::uint16_t port = stable_free_port();  // nothing listens: the upstream is down
+  std::vector<FlatSpan> accepted;
+  {
+    Agent agent(spool_config(url_on(port), spool.path()));
+    Load load(agent.port(), 10, 5ms);
+    REQUIRE(agent.wait_metric_at_least(
+        exporter_series("spanrelay_spool_appended_records_total"), 50, 20s));
+    agent.signal(SIGKILL);  // under load, mid-request
+    REQUIRE(agent.wait_exit(5s).has_value());
+    load.stop();
+    accepted = load.accepted();
+  }
+  REQUIRE(accepted.size() >= 500);
+
+  FakeUpstream upstream(port);
+  Agent restarted(spool_config(url_on(port), spool.path()));
+  // Replay runs in the background: new spans are accepted at once.
+  append(accepted, post_and_expect_ok(restarted.port(), 7));
+  const DeliveryReport r = await_delivery(accepted, {&upstream}, 60s);
+  WARN("kill -9 test: " << accepted.size() << " spans acknowledged, " << r.missing
+                        << " missing, " << r.duplicates << " duplicates");
+  CHECK(r.missing == 0);
+  CHECK(restarted.metric(exporter_series("spanrelay_spool_replayed_records_total")) >= 50);
+  CHECK(wait_until([&] {
+    return restarted.metric(exporter_series("spanrelay_spool_records")) == 0;
+  }, 20s));
+}
+
+TEST_CASE("a full spool applies on_full and counts it", "[integration][reliability]") {
+  TempDir spool;
+  const std::uint16_t port = stable_free_port();  // down until the end
+  AgentConfig config = spool_config(url_on(port), spool.path());
+  config.spool.push_back({"max_bytes", "1MiB"});
+  RequestShape big;
+  big.attribute_padding = 2000;  // ~20 KiB per request of 10 spans
+
+  SECTION("reject: 429 once full, counted; what was taken is delivered") {
+    config.spool.push_back({"on_full", "reject"});
+    Agent agent(config);
+    std::vector<FlatSpan> accepted;
+    std::optional<HttpResponse> refused;
+    for (int i = 0; i < 200 && !refused; ++i) {
+      const ExportRequest request = make_request(10, big);
+      HttpResponse response = post_spans(agent.port(), request);
+      if (response.result_int() == 200) {
+        append(accepted, flatten(request));
+      } else {
+        refused = std::move(response);
+      }
+    }
+    REQUIRE(refused.has_value());
+    CHECK(refused->result_int() == 429);
+    CHECK(agent.metric(exporter_series("spanrelay_exporter_spool_refused_spans_total")) >= 10);
+    CHECK(agent.metric("spanrelay_receiver_refused_spans_total") >= 10);
+    CHECK(agent.metric(exporter_series("spanrelay_spool_bytes")) <= 1024.0 * 1024);
+
+    FakeUpstream upstream(port);
+    const DeliveryReport r = await_delivery(accepted, {&upstream}, 60s);
+    CHECK(r.missing == 0);
+  }
+  SECTION("drop_oldest: always 200; the oldest records go, counted exactly") {
+    config.spool.push_back({"on_full", "drop_oldest"});
+    Agent agent(config);
+    std::vector<FlatSpan> accepted;
+    for (int i = 0; i < 150; ++i) {  // ~3 MiB into a 1 MiB spool
+      const ExportRequest request = make_request(10, big);
+      const HttpResponse response = post_spans(agent.port(), request);
+      REQUIRE(response.result_int() == 200);
+      append(accepted, flatten(request));
+    }
+    const double dropped = agent.metric(exporter_series("spanrelay_spool_dropped_spans_total"));
+    CHECK(dropped >= 10);
+    CHECK(agent.metric(exporter_series("spanrelay_spool_bytes")) <= 1024.0 * 1024);
+
+    FakeUpstream upstream(port);
+    REQUIRE(wait_until([&] {
+      return agent.metric(exporter_series("spanrelay_spool_records")) == 0;
+    }, 60s));
+    const DeliveryReport r = compare(accepted, {&upstream});
+    INFO("dropped " << dropped << ", missing " << r.missing);
+    // Whatever did not arrive was counted as dropped, and nothing more.
+    CHECK(static_cast<double>(r.missing) ==
+          agent.metric(exporter_series("spanrelay_spool_dropped_spans_total")));
+    CHECK(r.unexpected == 0);
+  }
+}
+
+TEST_CASE("a corrupt spool segment is skipped and counted, the rest delivered",
+          "[integration][reliability]") {
+  TempDir spool;
+  const std::uint16_t port = stable_free_port();
+  std::vector<std::vector<FlatSpan>> requests;
+  {
+    AgentConfig config = spool_config(url_on(port), spool.path());
+    Agent agent(config);
+    for (int i = 0; i < 3; ++i) {
+      requests.push_back(post_and_expect_ok(agent.port(), 20));
+    }
+    agent.signal(SIGTERM);
+    REQUIRE(agent.wait_exit(15s) == std::optional<int>(0));
+  }
+  // The three records sit back to back in the first segment: damage the middle one's bytes.
+  const fs::path segment = fs::path(spool.path()) / "up" / "00000000000000000001.seg";
+  const auto size = size_of(segment);
+  REQUIRE(size > 3000);
+  {
+    std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(size / 2));
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x5a);
+    f.seekp(static_cast<std::streamoff>(size / 2));
+    f.write(&c, 1);
+  }
+
+  FakeUpstream upstream(port);
+  Agent restarted(spool_config(url_on(port), spool.path()));
+  std::vector<FlatSpan> expected = requests[0];
+  append(expected, requests[2]);
+  require_delivered_once(upstream, expected, 20s);
+  CHECK(restarted.metric(exporter_series("spanrelay_spool_corrupt_records_total")) == 1);
+  CHECK(compare(requests[1], {&upstream}).missing == requests[1].size());
+  CHECK(restarted.healthy());
+  append(expected, post_and_expect_ok(restarted.port(), 4));
+  require_delivered_once(upstream, expected, 10s);
+}
+
+TEST_CASE("SIGTERM under load with a dead upstream: everything spooled, nothing lost",
+          "[integration][reliability]") {
+  TempDir spool;
+  const std::uint16_t port = stable_free_port();
+  std::vector<FlatSpan> accepted;
+  {
+    AgentConfig config = spool_config(url_on(port), spool.path());
+    config.shutdown_timeout = "20s";
+    Agent agent(config);
+    Load load(agent.port(), 10, 2ms);
+    REQUIRE(agent.wait_metric_at_least(
+        exporter_series("spanrelay_spool_appended_records_total"), 100, 20s));
+    const auto start = Clock::now();
+    agent.signal(SIGTERM);
+    const auto code = agent.wait_exit(25s);
+    const auto took = std::chrono::duration_cast<Millis>(Clock::now() - start);
+    load.stop();
+    accepted = load.accepted();
+    REQUIRE(code == std::optional<int>(0));
+    INFO("exit after " << took.count() << " ms");
+    CHECK(took < 10s);  // with the upstream down and the data on disk there is nothing to wait for
+    CHECK(agent.log().find("0 dropped by exporters") != std::string::npos);
+  }
+  REQUIRE(accepted.size() >= 1000);
+  FakeUpstream upstream(port);
+  Agent restarted(spool_config(url_on(port), spool.path()));
+  const DeliveryReport r = await_delivery(accepted, {&upstream}, 60s);
+  WARN("SIGTERM test: " << accepted.size() << " spans acknowledged, " << r.missing
+                        << " missing, " << r.duplicates << " duplicates");
+  CHECK(r.missing == 0);
+  CHECK(r.duplicates == 0);
+}
+
+}  // namespace it
