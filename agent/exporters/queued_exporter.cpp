@@ -249,21 +249,28 @@ bool QueuedExporter::may_read_spool() const noexcept {
   return !circuit_.open_or_probing() || holders_ == 0;
 }
 
-asio::awaitable<bool> QueuedExporter::admit(Worker& w) {
+// Waits until the circuit lets this worker make an attempt. kStop: shutting down (deadline, or
+// spool mode with the upstream down); kTimedOut: `give_up_at` came first.
+asio::awaitable<QueuedExporter::Admission> QueuedExporter::admit(Worker& w,
+                                                                 Clock::time_point give_up_at) {
   for (;;) {
     if (expired_) {
-      co_return false;
+      co_return Admission::kStop;
     }
     // At shutdown with the upstream down, a spooled batch is safe where it is: do not wait.
     if (stopping_ && spool_ && circuit_.open_or_probing()) {
-      co_return false;
+      co_return Admission::kStop;
     }
-    if (circuit_.try_acquire(Clock::now())) {
+    const auto now = Clock::now();
+    if (circuit_.try_acquire(now)) {
       circuit_changed();
-      co_return true;
+      co_return Admission::kGo;
+    }
+    if (now >= give_up_at) {
+      co_return Admission::kTimedOut;
     }
     admission_waiters_.push_back(&w);
-    w.sleep.expires_at(circuit_.next_change(Clock::now()));
+    w.sleep.expires_at(std::min(circuit_.next_change(now), give_up_at));
     co_await w.sleep.async_wait(use_tuple);
     std::erase(admission_waiters_, &w);
   }
@@ -398,9 +405,14 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
   const auto started = Clock::now();
   bool retried_stale = false;
   for (unsigned attempt = 0;; ++attempt) {
-    if (!co_await admit(w)) {
+    const Admission admission = co_await admit(w, started + options_.retry.max_elapsed);
+    if (admission == Admission::kStop) {
       give_up(batch, expired_ ? "shutdown_timeout reached before delivery"
                               : "stopping while the upstream is down");
+      co_return;
+    }
+    if (admission == Admission::kTimedOut) {
+      give_up(batch, "retry.max_elapsed reached while the upstream is down (circuit open)");
       co_return;
     }
     if (attempt > 0) {

@@ -73,7 +73,8 @@ class QueuedExporter final : public Exporter {
   boost::asio::awaitable<BatchPtr> next_batch(Worker& w);
   boost::asio::awaitable<BatchPtr> collect(Worker& w);
   boost::asio::awaitable<void> deliver(Worker& w, const BatchPtr& batch);
-  boost::asio::awaitable<bool> admit(Worker& w);
+  enum class Admission { kGo, kStop, kTimedOut };
+  boost::asio::awaitable<Admission> admit(Worker& w, std::chrono::steady_clock::time_point give_up_at);
   void circuit_changed();
   bool may_read_spool() const noexcept;
   void give_up(const Batch& batch, const std::string& why);

@@ -83,7 +83,7 @@ TEST_CASE("fan-out: an exporter failing for long neither delays nor starves the 
   CHECK(compare_delivery(sent, a.delivered_spans()).empty());  // a was not sent anything again
 }
 
-TEST_CASE("fan-out: a dead exporter with a small queue drops and counts; the other gets all",
+TEST_CASE("fan-out: a dead exporter with a small queue drops and counts, the other gets all",
           "[integration][fanout]") {
   FakeUpstream a;
   AgentConfig config;
@@ -338,7 +338,7 @@ TEST_CASE("gRPC and HTTP clients on many connections: every span upstream exactl
   CHECK(agent.metric("spanrelay_receiver_refused_spans_total") == 0);
 }
 
-TEST_CASE("gRPC receiver: oversize and garbage messages are refused; SIGTERM exits 0",
+TEST_CASE("gRPC receiver: oversize and garbage messages are refused, SIGTERM exits 0",
           "[integration][grpc_receiver]") {
   FakeUpstream upstream;
   AgentConfig config = grpc_receiver_config(upstream);

@@ -30,7 +30,7 @@ TEST_CASE("closed: up to max_concurrency attempts at once", "[circuit]") {
   REQUIRE(c.state() == Circuit::State::kClosed);
 }
 
-TEST_CASE("consecutive failures open it; one probe after the cool-down", "[circuit]") {
+TEST_CASE("consecutive failures open it, one probe after the cool-down", "[circuit]") {
   Circuit c(opts());
   auto t = Clock::now();
   for (int i = 0; i < 2; ++i) {

@@ -345,7 +345,7 @@ TEST_CASE("null inside an array is rejected") {
             .find("null in array") != std::string::npos);
 }
 
-TEST_CASE("enums are integers or value names; unknown integers are kept") {
+TEST_CASE("enums are integers or value names, unknown integers are kept") {
   CHECK(only_span(parse_ok(span_with(R"(,"kind":3)"))).kind() == trace::Span::SPAN_KIND_CLIENT);
   CHECK(only_span(parse_ok(span_with(R"(,"kind":"SPAN_KIND_CONSUMER")"))).kind() ==
         trace::Span::SPAN_KIND_CONSUMER);
