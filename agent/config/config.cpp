@@ -831,7 +831,7 @@ std::string describe(const Config& config) {
     const Spool& s = config.spool;
     line(0, "spool", "");
     line(1, "path", s.path);
-    line(1, "max_bytes", format_size(s.max_bytes) + " per exporter");
+    line(1, "max_bytes", format_size(s.max_bytes) + " (shared by the network exporters)");
     line(1, "fsync", s.fsync == SpoolFsync::always     ? "always"
                      : s.fsync == SpoolFsync::interval ? "interval"
                                                        : "never");

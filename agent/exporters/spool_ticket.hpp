@@ -20,10 +20,10 @@ struct SpoolTicket {
   SpoolTicket(const SpoolTicket&) = delete;
   SpoolTicket& operator=(const SpoolTicket&) = delete;
   ~SpoolTicket() {
-    for (std::uint64_t id : ids) {
-      if (then == Then::kAck) {
-        spool.ack(id);
-      } else if (then == Then::kNack) {
+    if (then == Then::kAck) {
+      spool.ack_all(ids);
+    } else if (then == Then::kNack) {
+      for (std::uint64_t id : ids) {
         spool.nack(id);
       }
     }

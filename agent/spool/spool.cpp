@@ -477,7 +477,7 @@ void Spool::finish(Segment& seg, Meta& m) {
     delete_segment(segments_.find(seg.seq));  // no ack needed: the whole file goes
   } else {
     write_ack(seg, m);
-    if (!recovering_) {
+    if (!recovering_ && !defer_commit_) {
       commit_acks();
     }
   }
@@ -889,28 +889,54 @@ std::optional<SpoolRecord> Spool::next() {
   return std::nullopt;
 }
 
+bool Spool::ack_locked(std::uint64_t id) {
+  Segment* seg = nullptr;
+  Meta* m = find(id, &seg);
+  if (m == nullptr || m->state == State::kDone) {
+    return false;
+  }
+  if (m->state == State::kPending) {
+    pending_.erase(id);
+  } else {
+    --seg->in_flight;
+    --in_flight_;
+  }
+  add(stats_.acked_records);
+  finish(*seg, *m);
+  return true;
+}
+
 bool Spool::ack(std::uint64_t id) noexcept {
   try {
     std::lock_guard lk(mu_);
-    Segment* seg = nullptr;
-    Meta* m = find(id, &seg);
-    if (m == nullptr || m->state == State::kDone) {
-      return false;
-    }
-    if (m->state == State::kPending) {
-      pending_.erase(id);
-    } else {
-      --seg->in_flight;
-      --in_flight_;
-    }
-    add(stats_.acked_records);
-    finish(*seg, *m);
-    return true;
+    return ack_locked(id);
   } catch (const std::exception& e) {
     add(stats_.io_errors);
     log_->error("ack failed: {}", e.what());
     return false;
   }
+}
+
+std::size_t Spool::ack_all(std::span<const std::uint64_t> ids) noexcept {
+  std::lock_guard lk(mu_);
+  std::size_t acked = 0;
+  try {
+    defer_commit_ = true;
+    for (std::uint64_t id : ids) {
+      acked += ack_locked(id) ? 1 : 0;
+    }
+  } catch (const std::exception& e) {
+    add(stats_.io_errors);
+    log_->error("ack failed: {}", e.what());
+  }
+  defer_commit_ = false;
+  try {
+    commit_acks();
+  } catch (const std::exception& e) {
+    add(stats_.io_errors);
+    log_->error("ack failed: {}", e.what());
+  }
+  return acked;
 }
 
 bool Spool::nack(std::uint64_t id) noexcept {

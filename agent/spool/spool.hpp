@@ -54,6 +54,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -150,6 +151,9 @@ class Spool {
   // The record is done (delivered, or dropped by the caller, who counts that). Persists the
   // ack (fdatasync under fsync: always). Returns false for an unknown or already acked id.
   bool ack(std::uint64_t id) noexcept;
+  // ack() of each id, with one commit (one fdatasync under fsync: always) for all of them.
+  // Returns how many were live.
+  std::size_t ack_all(std::span<const std::uint64_t> ids) noexcept;
   // A failed attempt: the in-flight record becomes pending again (same id, same position).
   // Returns false when the id is not in flight.
   bool nack(std::uint64_t id) noexcept;
@@ -193,6 +197,7 @@ class Spool {
   std::string seg_path(std::uint64_t seq) const;
   std::string ack_path(std::uint64_t seq) const;
   Meta* find(std::uint64_t id, Segment** seg);
+  bool ack_locked(std::uint64_t id);
   void finish(Segment& seg, Meta& m);  // -> kDone, persist the ack, delete the seg if empty
   void drop(Segment& seg, Meta& m, const char* why);
   void write_ack(Segment& seg, const Meta& m);
@@ -233,6 +238,7 @@ class Spool {
   FilePtr lock_file_;
   std::vector<FilePtr> retired_;   // closed while dirty; synced by the next sync()
   bool recovering_ = false;        // inside open(): acks are synced once at the end
+  bool defer_commit_ = false;      // inside ack_all(): acks are synced once at the end
   std::int64_t last_sync_ms_ = 0;
 
   std::mutex flusher_mu_;

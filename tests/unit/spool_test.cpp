@@ -670,6 +670,28 @@ TEST_CASE("fsync: always syncs every append and ack", "[spool][fsync]") {
   REQUIRE(get(s->stats().io_errors) == 0);
 }
 
+TEST_CASE("ack_all acknowledges many records with one sync", "[spool][fsync]") {
+  TempDir dir;
+  {
+    auto s = Spool::open(options_for(dir, SpoolFsync::kAlways), "e");
+    std::vector<std::uint64_t> ids;
+    for (int i = 0; i < 6; ++i) {
+      REQUIRE(s->append(payload(i), 1) == AppendStatus::kOk);
+    }
+    REQUIRE(s->ack(s->next()->id));  // creates the ack file (and syncs the directory)
+    for (int i = 0; i < 4; ++i) {
+      ids.push_back(s->next()->id);
+    }
+    ids.push_back(ids.front());  // an id acked twice counts once
+    const auto before = get(s->stats().syncs);
+    REQUIRE(s->ack_all(ids) == 4);
+    REQUIRE(get(s->stats().syncs) == before + 1);
+    REQUIRE(get(s->stats().acked_records) == 5);
+  }
+  auto reopened = Spool::open(options_for(dir, SpoolFsync::kAlways), "e");
+  REQUIRE(reopened->pending_records() == 1);
+}
+
 TEST_CASE("fsync: interval syncs once the interval has passed", "[spool][fsync]") {
   TempDir dir;
   FakeClock clock;
