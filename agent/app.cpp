@@ -75,13 +75,13 @@ struct Pipeline {
         };
       }
       if (spooled_count > 0) {
-        const SpoolOptions options = spool_options(c.spool, spooled_count);
+        auto spool = Spool::open(spool_options(c.spool, spooled_count), e.name);
         // A batch in flight pins its records' segments against on_full: drop_oldest; keep the
         // batches small next to the spool so that most of it can always be freed.
         config::Batch limits = c.batch;
-        limits.max_bytes = std::min<std::size_t>(limits.max_bytes, options.max_bytes / 16);
-        auto exporter = std::make_unique<QueuedExporter>(
-            e, std::move(sender), &budget, Spool::open(options, e.name), limits);
+        limits.max_bytes = std::min<std::size_t>(limits.max_bytes, spool->capacity() / 16);
+        auto exporter = std::make_unique<QueuedExporter>(e, std::move(sender), &budget,
+                                                         std::move(spool), limits);
         spooled.push_back(exporter.get());
         exporters.push_back(std::move(exporter));
       } else {

@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -164,10 +165,28 @@ std::unique_ptr<Spool> Spool::open(SpoolOptions options, std::string exporter_na
   }
   std::unique_ptr<Spool> spool(new Spool(std::move(options), std::move(exporter_name), dir));
   spool->recover();
+  spool->size_to_disk();
   if (spool->options_.fsync == SpoolFsync::kInterval) {
     spool->flusher_ = std::thread([s = spool.get()] { s->flusher_loop(); });
   }
   return spool;
+}
+
+// A disk smaller than max_bytes fills first; on_full then applies on ENOSPC. Segments are
+// sized to what the disk can hold, so that drop_oldest has several to choose from.
+void Spool::size_to_disk() {
+  capacity_ = options_.max_bytes;
+  struct statvfs vfs {};
+  if (::statvfs(dir_.c_str(), &vfs) == 0) {
+    const std::uint64_t room = bytes_ + static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+    if (room < capacity_) {
+      capacity_ = room;
+      log_->warn("{}: the disk has room for {} bytes, less than max_bytes ({}); when it is full "
+                 "on_full applies",
+                 dir_, room, options_.max_bytes);
+    }
+  }
+  segment_bytes_ = std::min(segment_bytes_, std::max<std::uint64_t>(capacity_ / 4, 1));
 }
 
 Spool::Spool(SpoolOptions options, std::string name, std::string dir)
@@ -461,6 +480,7 @@ void Spool::set_gauges() {
 }
 
 void Spool::io_error(const std::string& what, int err) {
+  last_errno_ = err;
   add(stats_.io_errors);
   std::uint64_t suppressed = 0;
   if (error_log_.allow(suppressed)) {
@@ -565,6 +585,10 @@ void Spool::delete_segment(std::map<std::uint64_t, Segment>::iterator it) {
   bytes_ -= it->second.size;
   segments_.erase(it);
   const std::string seg = seg_path(seq);
+  const std::string ack_file = ack_path(seq);
+  // A deleted file owes no fdatasync, and its space comes back only when its last descriptor
+  // is closed: a full disk needs that now, not at the next sync.
+  std::erase_if(retired_, [&](const FilePtr& f) { return f->path == seg || f->path == ack_file; });
   if (::unlink(seg.c_str()) != 0 && errno != ENOENT) {
     // Keep the ack file: if the segment comes back at the next open, so do its acks.
     io_error("unlink " + seg, errno);
@@ -692,38 +716,54 @@ void Spool::seal_active() {
   }
 }
 
+// Deletes one segment, counting its pending records as dropped (on_full: drop_oldest).
+void Spool::drop_segment(std::map<std::uint64_t, Segment>::iterator it) {
+  Segment& seg = it->second;
+  std::uint64_t records = 0;
+  std::uint64_t spans = 0;
+  for (Meta& m : seg.recs) {
+    if (m.state == State::kPending) {
+      pending_.erase(make_id(seg.seq, m.offset));
+      m.state = State::kDone;
+      ++records;
+      spans += m.spans;
+    }
+  }
+  seg.live = 0;
+  add(stats_.dropped_records, records);
+  add(stats_.dropped_spans, spans);
+  if (records > 0) {
+    std::uint64_t suppressed = 0;
+    if (error_log_.allow(suppressed)) {
+      log_->error("spool full: dropped the oldest segment, {} record(s) with {} span(s) ({} more "
+                  "errors not logged)",
+                  records, spans, suppressed);
+    }
+  }
+  delete_segment(it);
+}
+
 bool Spool::make_room(std::uint64_t need) {
   for (auto it = segments_.begin(); it != segments_.end() && bytes_ + need > options_.max_bytes;) {
-    Segment& seg = it->second;
-    if (seg.in_flight > 0) {
+    if (it->second.in_flight > 0) {
       ++it;  // never drop what a worker is delivering
       continue;
     }
-    std::uint64_t records = 0;
-    std::uint64_t spans = 0;
-    for (Meta& m : seg.recs) {
-      if (m.state == State::kPending) {
-        pending_.erase(make_id(seg.seq, m.offset));
-        m.state = State::kDone;
-        ++records;
-        spans += m.spans;
-      }
-    }
-    seg.live = 0;
-    add(stats_.dropped_records, records);
-    add(stats_.dropped_spans, spans);
-    if (records > 0) {
-      std::uint64_t suppressed = 0;
-      if (error_log_.allow(suppressed)) {
-        log_->error("spool full (max_bytes {}): dropped the oldest segment, {} record(s) with {} "
-                    "span(s) ({} more errors not logged)",
-                    options_.max_bytes, records, spans, suppressed);
-      }
-    }
-    delete_segment(it++);
+    drop_segment(it++);
   }
   set_gauges();
   return bytes_ + need <= options_.max_bytes;
+}
+
+bool Spool::drop_oldest_segment() {
+  for (auto it = segments_.begin(); it != segments_.end(); ++it) {
+    if (it->second.in_flight == 0 && &it->second != active_seg_ && it->second.size > 0) {
+      drop_segment(it);
+      set_gauges();
+      return true;
+    }
+  }
+  return false;
 }
 
 AppendStatus Spool::append(std::string_view payload, std::uint32_t spans,
@@ -738,6 +778,35 @@ AppendStatus Spool::append(std::string_view payload, std::uint32_t spans,
     }
     const std::uint32_t payload_crc = spool::crc32c(payload);  // outside the lock
     std::lock_guard lk(mu_);
+    for (;;) {
+      last_errno_ = 0;
+      const AppendStatus status = append_locked(payload, spans, payload_crc, rec_size, error);
+      if (status != AppendStatus::kIoError || (last_errno_ != ENOSPC && last_errno_ != EDQUOT)) {
+        return status;
+      }
+      // The disk (or the quota) is full before max_bytes is: the same policy applies.
+      const int full = last_errno_;
+      if (options_.on_full == SpoolOnFull::kReject || !drop_oldest_segment()) {
+        if (error != nullptr) {
+          *error = "spool full: " + errno_text(full) + " with " + std::to_string(bytes_) +
+                   " bytes in the spool";
+        }
+        return AppendStatus::kFull;
+      }
+    }
+  } catch (const std::exception& e) {
+    add(stats_.io_errors);
+    if (error != nullptr) {
+      *error = std::string("spool append failed: ") + e.what();
+    }
+    return AppendStatus::kIoError;
+  }
+}
+
+AppendStatus Spool::append_locked(std::string_view payload, std::uint32_t spans,
+                                  std::uint32_t payload_crc, std::uint64_t rec_size,
+                                  std::string* error) {
+  {
     if (bytes_ + rec_size > options_.max_bytes &&
         (options_.on_full == SpoolOnFull::kReject || !make_room(rec_size))) {
       if (error != nullptr) {
@@ -808,12 +877,6 @@ AppendStatus Spool::append(std::string_view payload, std::uint32_t spans,
       sync_if_due();
     }
     return AppendStatus::kOk;
-  } catch (const std::exception& e) {
-    add(stats_.io_errors);
-    if (error != nullptr) {
-      *error = std::string("spool append failed: ") + e.what();
-    }
-    return AppendStatus::kIoError;
   }
 }
 

@@ -36,6 +36,8 @@
 //   the end of the file if no valid header follows). Garbage never makes open() fail or crash.
 // - Bounded: bytes() (the sum of the segment file sizes; ack files, 8 bytes per acked record,
 //   are not counted) never exceeds max_bytes. Records larger than max_bytes are refused.
+//   A full disk (ENOSPC, EDQUOT) is treated like max_bytes: on_full applies (drop_oldest
+//   deletes old segments and tries again; reject returns kFull).
 //
 // Thread-safety: every member function may be called from any thread (one internal mutex).
 // sync() and the background flusher fdatasync outside the mutex; append()/ack() fdatasync
@@ -101,7 +103,8 @@ struct SpoolRecord {
 
 enum class AppendStatus {
   kOk,        // written (durability per fsync policy)
-  kFull,      // on_full: reject and no room, or drop_oldest could not free enough (in flight)
+  kFull,      // on_full: reject and no room, or drop_oldest could not free enough (in flight);
+              // also when the disk itself is full (ENOSPC, EDQUOT) before max_bytes is reached
   kTooLarge,  // header + payload exceeds max_bytes (or the 1 GiB record limit)
   kIoError,   // write/fsync/create failed (ENOSPC, EIO, ...); nothing was added
 };
@@ -161,6 +164,8 @@ class Spool {
   std::size_t pending_records() const;    // not in flight, not acked
   std::size_t in_flight_records() const;  // handed out by next(), not yet acked/nacked
   std::uint64_t bytes() const;            // sum of segment file sizes
+  // max_bytes, or less when the disk had less room than that at open().
+  std::uint64_t capacity() const noexcept { return capacity_; }
   const SpoolStats& stats() const noexcept { return stats_; }
   const std::string& directory() const noexcept { return dir_; }
 
@@ -190,6 +195,7 @@ class Spool {
   Spool(SpoolOptions options, std::string name, std::string dir);
 
   void recover();
+  void size_to_disk();
   void recover_segment(std::uint64_t seq, bool has_ack);
   void load_acks(Segment& seg);
   std::int64_t now_ms() const;
@@ -204,6 +210,11 @@ class Spool {
   void commit_acks();
   void delete_segment(std::map<std::uint64_t, Segment>::iterator it);
   bool make_room(std::uint64_t need);
+  void drop_segment(std::map<std::uint64_t, Segment>::iterator it);
+  bool drop_oldest_segment();
+  AppendStatus append_locked(std::string_view payload, std::uint32_t spans,
+                             std::uint32_t payload_crc, std::uint64_t rec_size,
+                             std::string* error);
   AppendStatus open_active(std::string* error);
   void seal_active();
   void set_gauges();
@@ -219,6 +230,7 @@ class Spool {
   const std::string name_;
   const std::string dir_;
   std::uint64_t segment_bytes_ = 0;
+  std::uint64_t capacity_ = 0;
   std::shared_ptr<spdlog::logger> log_;
   RateLimit error_log_;
 
@@ -240,6 +252,7 @@ class Spool {
   bool recovering_ = false;        // inside open(): acks are synced once at the end
   bool defer_commit_ = false;      // inside ack_all(): acks are synced once at the end
   std::int64_t last_sync_ms_ = 0;
+  int last_errno_ = 0;             // of the last io_error(), for append's ENOSPC handling
 
   std::mutex flusher_mu_;
   std::condition_variable flusher_cv_;

@@ -457,8 +457,10 @@ Agent::Agent(const AgentConfig& config, const Env& env) : config_(config) {
     ports_.grpc = pick();
   }
   dir_.write("config.yaml", render_config(config_, ports_, file_exporter_path()));
+  std::vector<std::string> argv = config_.command_prefix;
+  argv.insert(argv.end(), {SPANRELAY_BINARY, "--config", dir_.file("config.yaml")});
   process_ = std::make_unique<Process>(
-      std::vector<std::string>{SPANRELAY_BINARY, "--config", dir_.file("config.yaml")}, env,
+      argv, env,
       dir_.file("agent.log"));
   const auto listening = [&] {
     return port_accepts(admin_port()) && endpoint_accepts(http_listen(config_, ports_)) &&

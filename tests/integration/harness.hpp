@@ -129,6 +129,8 @@ struct AgentConfig {
   std::map<std::string, ExporterConfig> exporters;
   // exporters.local (file), written to <agent dir>/spans.jsonl
   bool file_exporter = false;
+  // argv before the agent's own (a wrapper such as unshare); the first is an absolute path
+  std::vector<std::string> command_prefix;
   // spool: keys and values under it (path, fsync, ...); empty: no spool
   std::vector<std::pair<std::string, std::string>> spool;
   // log, shutdown
