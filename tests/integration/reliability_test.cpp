@@ -16,6 +16,7 @@
 #include <catch2/catch.hpp>
 
 #include "integration/checks.hpp"
+#include "integration/fake_grpc_upstream.hpp"
 #include "integration/fake_upstream.hpp"
 #include "integration/harness.hpp"
 
@@ -412,6 +413,31 @@ TEST_CASE("SIGTERM under load with a dead upstream: everything spooled, nothing 
                         << " missing, " << r.duplicates << " duplicates");
   CHECK(r.missing == 0);
   CHECK(r.duplicates == 0);
+}
+
+TEST_CASE("otlp_grpc with a spool: UNAVAILABLE then OK delivers every span once",
+          "[integration][reliability][grpc]") {
+  TempDir spool;
+  FakeGrpcUpstream upstream;
+  std::vector<grpc::Status> outage(12, grpc::Status(grpc::StatusCode::UNAVAILABLE, "down"));
+  upstream.script(outage);
+  AgentConfig config;
+  ExporterConfig& up = config.exporters["up"];
+  up.type = "otlp_grpc";
+  up.endpoint = upstream.endpoint();
+  up.retry_max_interval = "200ms";
+  config.spool = {{"path", spool.path()}, {"fsync", "always"}};
+  Agent agent(config);
+
+  std::vector<FlatSpan> sent;
+  for (int i = 0; i < 20; ++i) {
+    append(sent, post_and_expect_ok(agent.port(), 5));
+  }
+  require_delivered_once(upstream, sent, 30s);
+  CHECK(upstream.request_count() > 12);
+  CHECK(agent.metric(exporter_series("spanrelay_spool_syncs_total")) >= 20);
+  CHECK(wait_until([&] { return agent.metric(exporter_series("spanrelay_spool_records")) == 0; },
+                   10s));
 }
 
 }  // namespace it
