@@ -266,6 +266,11 @@ asio::awaitable<QueuedExporter::Admission> QueuedExporter::admit(Worker& w,
       circuit_changed();
       co_return Admission::kGo;
     }
+    // Spool mode with the upstream down: one batch waits to probe; the others go back to the
+    // spool rather than hold memory for as long as the outage lasts.
+    if (spool_ && circuit_.open_or_probing() && holders_ > 1) {
+      co_return Admission::kYield;
+    }
     if (now >= give_up_at) {
       co_return Admission::kTimedOut;
     }
@@ -291,6 +296,12 @@ asio::awaitable<void> QueuedExporter::run_worker(Worker& w) {
     ++holders_;
     co_await deliver(w, batch);
     --holders_;
+    if (batch->ticket) {
+      batch.reset();  // acks its records, or returns them to the spool, now
+      if (collector_ != nullptr) {
+        collector_->wake.cancel();  // returned records are pending again: look
+      }
+    }
   }
   sender_->close(w.slot);
   if (--running_workers_ == 0) {
@@ -347,6 +358,9 @@ asio::awaitable<BatchPtr> QueuedExporter::collect(Worker& w) {
   std::uint64_t spans = 0;
   auto oldest = std::chrono::system_clock::time_point::max();
   for (;;) {
+    if (ids.empty() && !may_read_spool()) {
+      break;  // the circuit opened meanwhile: one batch already waits to probe
+    }
     // Armed before looking, so an append that finds nothing pending-yet still wakes us.
     collector_waiting_.store(true);
     bool full = false;
@@ -409,6 +423,11 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
     if (admission == Admission::kStop) {
       give_up(batch, expired_ ? "shutdown_timeout reached before delivery"
                               : "stopping while the upstream is down");
+      co_return;
+    }
+    if (admission == Admission::kYield) {
+      batch.ticket->settle(SpoolTicket::Then::kNack);
+      done(batch);
       co_return;
     }
     if (admission == Admission::kTimedOut) {

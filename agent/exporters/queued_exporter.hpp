@@ -73,7 +73,7 @@ class QueuedExporter final : public Exporter {
   boost::asio::awaitable<BatchPtr> next_batch(Worker& w);
   boost::asio::awaitable<BatchPtr> collect(Worker& w);
   boost::asio::awaitable<void> deliver(Worker& w, const BatchPtr& batch);
-  enum class Admission { kGo, kStop, kTimedOut };
+  enum class Admission { kGo, kStop, kTimedOut, kYield };
   boost::asio::awaitable<Admission> admit(Worker& w, std::chrono::steady_clock::time_point give_up_at);
   void circuit_changed();
   bool may_read_spool() const noexcept;

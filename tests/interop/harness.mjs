@@ -7,7 +7,7 @@
 
 import { spawn, execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, get as httpGet } from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -208,7 +208,10 @@ export class FakeUpstream {
 
   constructor() {
     const { ExportTraceServiceRequest } = loadProtos();
-    this.requests = []; // every request, decodable or not
+    this.requests = []; // every request, decodable or not; `status` is what it was answered
+    // What a valid export is answered: 200, or (say) 503 to play an outage. A refused request is
+    // still decoded and recorded, but spans() leaves it out unless asked.
+    this.status = 200;
     this.server = createServer((req, res) => {
       const chunks = [];
       req.on('data', (c) => chunks.push(c));
@@ -224,6 +227,7 @@ export class FakeUpstream {
         const pathname = (req.url || '').split('?')[0];
         if (req.method !== 'POST' || !pathname.endsWith('/v1/traces')) {
           rec.error = `unexpected ${req.method} ${req.url}`;
+          rec.status = 404;
           res.writeHead(404, { 'content-type': 'text/plain' }).end(rec.error);
           return;
         }
@@ -237,7 +241,14 @@ export class FakeUpstream {
           rec.decoded = decodeKeepingUnknown(ExportTraceServiceRequest, body);
         } catch (e) {
           rec.error = `undecodable request: ${e.message}`;
+          rec.status = 400;
           res.writeHead(400, { 'content-type': 'text/plain' }).end(rec.error);
+          return;
+        }
+        rec.status = this.status;
+        if (this.status !== 200) {
+          const text = `fake upstream answers ${this.status}`;
+          res.writeHead(this.status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(text) }).end(text);
           return;
         }
         // An empty ExportTraceServiceResponse is zero bytes of protobuf.
@@ -259,11 +270,13 @@ export class FakeUpstream {
   }
 
   // Every span received so far with its resource and scope:
-  // { span, resourceSpans, scopeSpans, request, trace_id hex, span_id hex }.
-  spans() {
+  // { span, resourceSpans, scopeSpans, request, trace_id hex, span_id hex }. Only spans of
+  // requests answered 200 (delivered), unless `includeRefused`.
+  spans({ includeRefused = false } = {}) {
     const out = [];
     for (const request of this.requests) {
       if (!request.decoded) continue;
+      if (!includeRefused && request.status !== 200) continue;
       for (const resourceSpans of request.decoded.resourceSpans || []) {
         for (const scopeSpans of resourceSpans.scopeSpans || []) {
           for (const span of scopeSpans.spans || []) {
@@ -283,10 +296,10 @@ export class FakeUpstream {
   }
 
   // Received spans whose trace id is in `traceIds`, grouped by "traceId/spanId".
-  spansByKey(traceIds) {
+  spansByKey(traceIds, { includeRefused = false } = {}) {
     const wanted = new Set(traceIds);
     const byKey = new Map();
-    for (const s of this.spans()) {
+    for (const s of this.spans({ includeRefused })) {
       if (!wanted.has(s.traceId)) continue;
       const key = `${s.traceId}/${s.spanId}`;
       if (!byKey.has(key)) byKey.set(key, []);
@@ -313,7 +326,11 @@ export function agentConfigYaml({
   maxSpans = 8192,
   maxBytes = '4MiB',
   logLevel = 'info',
+  spoolPath, // optional: a `spool:` section on this directory
+  spoolFsync, // optional, with spoolPath: always | interval | never
+  adminPort, // optional: an `admin:` section (GET /metrics) on this port
 }) {
+  const spool = spoolPath ? [`path: ${JSON.stringify(spoolPath)}`, ...(spoolFsync ? [`fsync: ${spoolFsync}`] : [])] : [];
   return [
     '# written by tests/interop (spanrelay interop suite)',
     'receivers:',
@@ -326,10 +343,44 @@ export function agentConfigYaml({
     `    endpoint: ${upstream}`,
     `    compression: ${compression}`,
     '    retry: {initial_interval: 100ms, max_interval: 1s, max_elapsed: 30s}',
+    ...(spoolPath ? [`spool: {${spool.join(', ')}}`] : []),
+    ...(adminPort ? [`admin: {endpoint: 127.0.0.1:${adminPort}}`] : []),
     `log: {level: ${logLevel}, format: text}`,
     'shutdown_timeout: 5s',
     '',
   ].join('\n');
+}
+
+// GET /metrics from the agent's admin endpoint: the Prometheus text.
+// (node:http without keep-alive, so that no idle socket keeps the test process alive.)
+export function fetchMetrics(adminPort, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const req = httpGet({ host: '127.0.0.1', port: adminPort, path: '/metrics', agent: false, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        if (res.statusCode !== 200) reject(new Error(`GET /metrics: HTTP ${res.statusCode}`));
+        else resolve(Buffer.concat(chunks).toString());
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET /metrics: no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+  });
+}
+
+// The value of the series `name{labels}` (labels exactly as given, e.g. {exporter: 'up'}) in a
+// Prometheus text exposition, or undefined if absent.
+export function metricValue(text, name, labels = {}) {
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).sort().join(',');
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = (m[2] || '').split(',').filter(Boolean).map((l) => l.trim()).sort().join(',');
+    if (have === wanted) return Number(m[3]);
+  }
+  return undefined;
 }
 
 // Runs `spanrelay --validate --config FILE`: { code, stdout, stderr }.
