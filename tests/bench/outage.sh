@@ -23,9 +23,8 @@ if [[ $SKIP_BUILD != 1 ]]; then
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$BUILD" -j 1 --target spanrelay bench_loadgen >&2
 fi
-AGENT_BIN=$BUILD/agent/spanrelay
-[[ -x $AGENT_BIN ]] || AGENT_BIN=$(find "$BUILD" -name spanrelay -type f -perm -u+x | head -1)
-LOADGEN=$(find "$BUILD" -name bench_loadgen -type f -perm -u+x | head -1)
+AGENT_BIN=$BUILD/spanrelay
+LOADGEN=$BUILD/tests/bench/bench_loadgen
 
 TMP=$(mktemp -d)
 AGENT_PID=
