@@ -42,6 +42,27 @@ SpoolOptions spool_options(const config::Spool& s, std::size_t spooled_exporters
   return o;
 }
 
+// One Prometheus metric family with a sample per exporter.
+template <typename Stats>
+struct Family {
+  const char* name;
+  const char* help;
+  const Counter Stats::*field;
+  const char* type = "counter";
+};
+
+template <typename Stats, std::size_t N, typename Exporters, typename StatsOf>
+void render_families(std::ostream& out, const Family<Stats> (&families)[N],
+                     const Exporters& exporters, StatsOf stats_of) {
+  for (const Family<Stats>& f : families) {
+    out << "# HELP " << f.name << ' ' << f.help << "\n# TYPE " << f.name << ' ' << f.type << '\n';
+    for (const auto& e : exporters) {
+      out << f.name << "{exporter=\"" << e->name() << "\"} " << get(stats_of(*e).*f.field)
+          << '\n';
+    }
+  }
+}
+
 bool is_network(const config::Exporter& e) { return e.type != config::ExporterType::file; }
 
 struct Pipeline {
@@ -145,13 +166,7 @@ struct Pipeline {
         << budget.used() << "\n# HELP spanrelay_buffer_limit_bytes buffer.max_bytes.\n"
            "# TYPE spanrelay_buffer_limit_bytes gauge\nspanrelay_buffer_limit_bytes "
         << budget.limit() << '\n';
-    struct Family {
-      const char* name;
-      const char* help;
-      const Counter ExporterStats::*field;
-      const char* type = "counter";
-    };
-    static constexpr Family families[] = {
+    static constexpr Family<ExporterStats> families[] = {
         {"spanrelay_exporter_sent_spans_total", "Spans the upstream acknowledged.",
          &ExporterStats::sent_spans},
         {"spanrelay_exporter_sent_requests_total", "Requests the upstream acknowledged.",
@@ -184,21 +199,9 @@ struct Pipeline {
          "take them (on_full: reject, or a disk error).",
          &ExporterStats::spool_refused_spans},
     };
-    for (const Family& f : families) {
-      out << "# HELP " << f.name << ' ' << f.help << "\n# TYPE " << f.name << ' ' << f.type
-          << '\n';
-      for (const auto& e : exporters) {
-        out << f.name << "{exporter=\"" << e->name() << "\"} " << get(e->stats().*f.field)
-            << '\n';
-      }
-    }
-    struct SpoolFamily {
-      const char* name;
-      const char* help;
-      const Counter SpoolStats::*field;
-      const char* type = "counter";
-    };
-    static constexpr SpoolFamily spool_families[] = {
+    render_families(out, families, exporters,
+                    [](const Exporter& e) -> const ExporterStats& { return e.stats(); });
+    static constexpr Family<SpoolStats> spool_families[] = {
         {"spanrelay_spool_records", "Records on disk not yet delivered.", &SpoolStats::records,
          "gauge"},
         {"spanrelay_spool_bytes", "Size of the spool's segment files.", &SpoolStats::bytes,
@@ -224,14 +227,8 @@ struct Pipeline {
         {"spanrelay_spool_syncs_total", "fdatasync calls.", &SpoolStats::syncs},
     };
     if (!spooled.empty()) {
-      for (const SpoolFamily& f : spool_families) {
-        out << "# HELP " << f.name << ' ' << f.help << "\n# TYPE " << f.name << ' ' << f.type
-            << '\n';
-        for (const QueuedExporter* e : spooled) {
-          out << f.name << "{exporter=\"" << e->name() << "\"} "
-              << get(e->spool()->stats().*f.field) << '\n';
-        }
-      }
+      render_families(out, spool_families, spooled,
+                      [](const QueuedExporter& e) -> const SpoolStats& { return e.spool()->stats(); });
     }
     return out.str();
   }

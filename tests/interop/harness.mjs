@@ -8,10 +8,12 @@
 import { spawn, execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, get as httpGet } from 'node:http';
+import assert from 'node:assert/strict';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
 import zlib from 'node:zlib';
 
 import protobuf from 'protobufjs';
@@ -667,4 +669,14 @@ export function scrubOtelEnv() {
   for (const k of Object.keys(process.env)) {
     if (k.startsWith('OTEL_')) delete process.env[k];
   }
+}
+
+// Compares one upstream span with what the SDK recorded; long strings are shortened in the diff.
+export function assertSameSpan(actual, expected, label) {
+  if (isDeepStrictEqual(actual, expected)) return;
+  const short = (x) => abbreviate(x);
+  if (!isDeepStrictEqual(short(actual), short(expected))) {
+    assert.deepStrictEqual(short(actual), short(expected), `${label}: span differs upstream`);
+  }
+  assert.deepStrictEqual(actual, expected, `${label}: span differs upstream (in a long string)`);
 }

@@ -8,7 +8,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { isDeepStrictEqual } from 'node:util';
 
 import { ExportResultCode } from '@opentelemetry/core';
 import { OTLPTraceExporter as OTLPGrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
@@ -16,7 +15,7 @@ import { OTLPTraceExporter as OTLPHttpJsonExporter } from '@opentelemetry/export
 import { OTLPTraceExporter as OTLPProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 
 import {
-  Agent, FakeUpstream, SPANRELAY_BINARY, TempDir, abbreviate, agentConfigYaml, canonReadableSpan,
+  Agent, FakeUpstream, SPANRELAY_BINARY, TempDir, agentConfigYaml, assertSameSpan, canonReadableSpan,
   canonWireRecord, freePort, portAccepts, rejectsUnknownKey, scrubOtelEnv, validateConfig, waitUntil,
 } from './harness.mjs';
 import { EXPECTED_SPAN_COUNT, emitReferenceTrace, makeService } from './reference-trace.mjs';
@@ -88,16 +87,6 @@ async function shutdownService(service) {
   try {
     await service.provider.shutdown();
   } catch { /* best effort: the test already has its verdict */ }
-}
-
-// Compares one upstream span with what the SDK recorded; long strings are shortened in the diff.
-function assertSameSpan(actual, expected, label) {
-  if (isDeepStrictEqual(actual, expected)) return;
-  const short = (x) => abbreviate(x);
-  if (!isDeepStrictEqual(short(actual), short(expected))) {
-    assert.deepStrictEqual(short(actual), short(expected), `${label}: span differs upstream`);
-  }
-  assert.deepStrictEqual(actual, expected, `${label}: span differs upstream (in a long string)`);
 }
 
 for (const [index, variant] of VARIANTS.entries()) {

@@ -12,7 +12,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { before, test } from 'node:test';
-import { isDeepStrictEqual } from 'node:util';
 
 import { ExportResultCode } from '@opentelemetry/core';
 import { OTLPTraceExporter as OTLPGrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
@@ -20,7 +19,7 @@ import { OTLPTraceExporter as OTLPHttpJsonExporter } from '@opentelemetry/export
 import { OTLPTraceExporter as OTLPProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 
 import {
-  Agent, FakeUpstream, SPANRELAY_BINARY, TempDir, abbreviate, agentConfigYaml, canonReadableSpan,
+  Agent, FakeUpstream, SPANRELAY_BINARY, TempDir, agentConfigYaml, assertSameSpan, canonReadableSpan,
   canonWireRecord, fetchMetrics, freePort, metricValue, portAccepts, rejectsUnknownKey, scrubOtelEnv,
   validateConfig, waitUntil,
 } from './harness.mjs';
@@ -160,16 +159,6 @@ async function emitThroughSdk(t, ctx, { baseSec }) {
     }
   }
   return { expected, traceIds, exports };
-}
-
-// Compares one upstream span with what the SDK recorded; long strings are shortened in the diff.
-function assertSameSpan(actual, expected, label) {
-  if (isDeepStrictEqual(actual, expected)) return;
-  const short = (x) => abbreviate(x);
-  if (!isDeepStrictEqual(short(actual), short(expected))) {
-    assert.deepStrictEqual(short(actual), short(expected), `${label}: span differs upstream`);
-  }
-  assert.deepStrictEqual(actual, expected, `${label}: span differs upstream (in a long string)`);
 }
 
 // So far the upstream answered every request OUTAGE_STATUS: nothing was delivered, and what the
