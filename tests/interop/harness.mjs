@@ -385,6 +385,20 @@ export function metricValue(text, name, labels = {}) {
   return undefined;
 }
 
+// Validates a config that enables receivers.grpc: null when the binary accepts it, the reason to
+// skip gRPC cases when its loader does not know the key; throws on any other failure.
+export async function grpcReceiverSkipReason(configPath) {
+  const validation = await validateConfig(configPath);
+  if (validation.error) throw new Error(`cannot run ${SPANRELAY_BINARY}: ${validation.error.message}`);
+  if (rejectsUnknownKey(validation, 'receivers.grpc')) {
+    return 'this spanrelay binary has no gRPC receiver yet (config loader: unknown key "grpc")';
+  }
+  if (validation.code !== 0) {
+    throw new Error(`spanrelay --validate failed (exit ${validation.code}):\n${validation.stdout}${validation.stderr}`);
+  }
+  return null;
+}
+
 // Runs `spanrelay --validate --config FILE`: { code, stdout, stderr }.
 export function validateConfig(configPath, { binary = SPANRELAY_BINARY, timeoutMs = 10_000 } = {}) {
   return new Promise((resolve) => {

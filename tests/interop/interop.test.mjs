@@ -15,8 +15,8 @@ import { OTLPTraceExporter as OTLPHttpJsonExporter } from '@opentelemetry/export
 import { OTLPTraceExporter as OTLPProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 
 import {
-  Agent, FakeUpstream, SPANRELAY_BINARY, TempDir, agentConfigYaml, assertSameSpan, canonReadableSpan,
-  canonWireRecord, freePort, portAccepts, rejectsUnknownKey, scrubOtelEnv, validateConfig, waitUntil,
+  Agent, FakeUpstream, TempDir, agentConfigYaml, assertSameSpan, canonReadableSpan,
+  canonWireRecord, freePort, grpcReceiverSkipReason, portAccepts, scrubOtelEnv, waitUntil,
 } from './harness.mjs';
 import { EXPECTED_SPAN_COUNT, emitReferenceTrace, makeService } from './reference-trace.mjs';
 
@@ -52,13 +52,7 @@ before(async () => {
   const probe = tmp.write('probe-grpc.yaml', agentConfigYaml({
     httpPort: await freePort(), grpcPort: await freePort(), upstream: upstream.endpoint,
   }));
-  const validation = await validateConfig(probe);
-  if (validation.error) throw new Error(`cannot run ${SPANRELAY_BINARY}: ${validation.error.message}`);
-  if (rejectsUnknownKey(validation, 'receivers.grpc')) {
-    grpcSkipReason = 'this spanrelay binary has no gRPC receiver yet (config loader: unknown key "grpc")';
-  } else if (validation.code !== 0) {
-    throw new Error(`spanrelay --validate failed (exit ${validation.code}):\n${validation.stdout}${validation.stderr}`);
-  }
+  grpcSkipReason = await grpcReceiverSkipReason(probe);
 
   // Ports are chosen free, then bound by the agent: retry on the rare collision.
   for (let attempt = 1; ; attempt++) {

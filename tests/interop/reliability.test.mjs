@@ -19,9 +19,9 @@ import { OTLPTraceExporter as OTLPHttpJsonExporter } from '@opentelemetry/export
 import { OTLPTraceExporter as OTLPProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 
 import {
-  Agent, FakeUpstream, SPANRELAY_BINARY, TempDir, agentConfigYaml, assertSameSpan, canonReadableSpan,
-  canonWireRecord, fetchMetrics, freePort, metricValue, portAccepts, rejectsUnknownKey, scrubOtelEnv,
-  validateConfig, waitUntil,
+  Agent, FakeUpstream, TempDir, agentConfigYaml, assertSameSpan, canonReadableSpan,
+  canonWireRecord, fetchMetrics, freePort, grpcReceiverSkipReason, metricValue, portAccepts, scrubOtelEnv,
+  waitUntil,
 } from './harness.mjs';
 import { EXPECTED_SPAN_COUNT, emitReferenceTrace, makeService } from './reference-trace.mjs';
 
@@ -52,13 +52,7 @@ before(async () => {
       httpPort: await freePort(), grpcPort: await freePort(), upstream: 'http://127.0.0.1:9',
       spoolPath: tmp.file('spool'), spoolFsync: 'always', adminPort: await freePort(),
     }));
-    const validation = await validateConfig(probe);
-    if (validation.error) throw new Error(`cannot run ${SPANRELAY_BINARY}: ${validation.error.message}`);
-    if (rejectsUnknownKey(validation, 'receivers.grpc')) {
-      grpcSkipReason = 'this spanrelay binary has no gRPC receiver yet (config loader: unknown key "grpc")';
-    } else if (validation.code !== 0) {
-      throw new Error(`spanrelay --validate failed (exit ${validation.code}):\n${validation.stdout}${validation.stderr}`);
-    }
+    grpcSkipReason = await grpcReceiverSkipReason(probe);
   } finally {
     tmp.remove();
   }
