@@ -62,6 +62,22 @@ class Circuit {
     return true;
   }
 
+  // Would try_acquire(now) succeed? Changes nothing.
+  bool would_admit(Clock::time_point now) const noexcept {
+    if (now < hold_until_) {
+      return false;
+    }
+    switch (state_) {
+      case State::kClosed:
+        return in_flight_ < ramp_;
+      case State::kOpen:
+        return now >= reopen_at_ && in_flight_ == 0;
+      case State::kHalfOpen:
+        break;
+    }
+    return false;
+  }
+
   void succeeded() noexcept {
     release();
     failures_ = 0;

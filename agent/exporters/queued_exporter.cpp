@@ -43,7 +43,7 @@ QueuedExporter::QueuedExporter(config::Exporter options, SenderFactory make_send
     : options_(std::move(options)), log_(logger("exporter." + options_.name)),
       work_(asio::make_work_guard(ioc_)), sender_(make_sender(ioc_, options_)), budget_(budget),
       spool_(std::move(spool)), batch_limits_(batch), circuit_(circuit_options(options_)),
-      deadline_timer_(ioc_) {}
+      deadline_timer_(ioc_), circuit_timer_(ioc_) {}
 
 bool QueuedExporter::memory_pressure() const noexcept {
   // Three quarters of the budget: receivers are close to answering 429.
@@ -186,6 +186,7 @@ void QueuedExporter::wake_all() {
 void QueuedExporter::expire() {
   expired_ = true;
   sender_->cancel_all();
+  circuit_timer_.cancel();
   for (auto& w : workers_) {
     w->wake.cancel();
     w->sleep.cancel();
@@ -226,6 +227,20 @@ void QueuedExporter::circuit_changed() {
   for (Worker* w : admission_waiters_) {
     w->sleep.cancel();
   }
+  if (spool_ && now == Circuit::State::kOpen) {
+    // Nobody holds a batch while it is open: wake a worker to read the probe when it may go.
+    const auto t = Clock::now();
+    if (circuit_.would_admit(t)) {
+      wake_one();
+    } else if (const auto at = circuit_.next_change(t); at != Clock::time_point::max()) {
+      circuit_timer_.expires_at(at);
+      circuit_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec && !expired_) {
+          wake_one();
+        }
+      });
+    }
+  }
   if (now == published_state_) {
     return;
   }
@@ -240,13 +255,13 @@ void QueuedExporter::circuit_changed() {
   published_state_ = now;
 }
 
-// Spool mode: may a worker read records into a new batch? Not while the circuit is open and
-// another batch is already waiting to probe, nor at shutdown once the upstream failed.
+// Spool mode: may a worker read records into a new batch? While the circuit is open, only when
+// it would let a probe through right now; at shutdown, not once the upstream failed.
 bool QueuedExporter::may_read_spool() const noexcept {
   if (stopping_ && (circuit_.open_or_probing() || stop_failed_)) {
     return false;
   }
-  return !circuit_.open_or_probing() || holders_ == 0;
+  return !circuit_.open_or_probing() || (holders_ == 0 && circuit_.would_admit(Clock::now()));
 }
 
 // Waits until the circuit lets this worker make an attempt. kStop: shutting down (deadline, or
@@ -266,9 +281,10 @@ asio::awaitable<QueuedExporter::Admission> QueuedExporter::admit(Worker& w,
       circuit_changed();
       co_return Admission::kGo;
     }
-    // Spool mode with the upstream down: one batch waits to probe; the others go back to the
-    // spool rather than hold memory for as long as the outage lasts.
-    if (spool_ && circuit_.open_or_probing() && holders_ > 1) {
+    // Spool mode with the upstream down: batches go back to the spool rather than hold memory
+    // for as long as the outage lasts; the probe is read fresh when the cool-down ends (so
+    // that with replay: newest_first it carries the newest records).
+    if (spool_ && circuit_.open_or_probing()) {
       co_return Admission::kYield;
     }
     if (now >= give_up_at) {
@@ -307,6 +323,7 @@ asio::awaitable<void> QueuedExporter::run_worker(Worker& w) {
   if (--running_workers_ == 0) {
     // Everything delivered, dropped or left in the spool: let the io context run out of work.
     deadline_timer_.cancel();
+    circuit_timer_.cancel();
     while (!queue_.empty()) {
       give_up(*queue_.front(), "exporter stopped");
       queue_.pop_front();

@@ -111,6 +111,7 @@ class QueuedExporter final : public Exporter {
   bool stopping_ = false;
   bool expired_ = false;
   boost::asio::steady_timer deadline_timer_;
+  boost::asio::steady_timer circuit_timer_;  // spool mode: the end of an open circuit's cool-down
   std::thread thread_;
   ExporterStats stats_;
   RateLimit failure_log_;

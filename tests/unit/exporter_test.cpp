@@ -47,6 +47,7 @@ struct Script {
   bool cancelled = false;
   int in_flight = 0;
   std::vector<int> concurrent;  // per call: how many other calls were in flight when it began
+  std::vector<std::string> payloads;
 
   std::size_t count() {
     std::lock_guard lock(m);
@@ -58,12 +59,13 @@ class FakeSender final : public Sender {
  public:
   FakeSender(boost::asio::io_context& ioc, Script& s) : ioc_(ioc), s_(s) {}
   std::string prepare(const Batch& b) override { return b.bytes; }
-  boost::asio::awaitable<Attempt> send(std::size_t, std::string&) override {
+  boost::asio::awaitable<Attempt> send(std::size_t, std::string& payload) override {
     Attempt a;
     std::chrono::milliseconds delay;
     {
       std::lock_guard lock(s_.m);
       s_.calls.push_back(Clock::now());
+      s_.payloads.push_back(payload);
       s_.concurrent.push_back(s_.in_flight++);
       a.outcome = Attempt::kDelivered;
       if (!s_.answers.empty()) {
@@ -360,10 +362,12 @@ TEST_CASE("a failing upstream opens the circuit: one probe at a time until it re
 namespace {
 
 std::unique_ptr<QueuedExporter> make_spooled(Script& s, const std::string& dir,
-                                             config::Exporter o = options()) {
+                                             config::Exporter o = options(),
+                                             SpoolReplay replay = SpoolReplay::kOldestFirst) {
   SpoolOptions so;
   so.path = dir;
   so.fsync = SpoolFsync::kNever;
+  so.replay = replay;
   config::Batch limits;
   limits.max_spans = 100;
   limits.timeout = 200ms;
@@ -401,17 +405,20 @@ TEST_CASE("spool mode: retries that run out go back to the spool and are deliver
           "[exporter][spool]") {
   testing::TempDir dir;
   Script s;
-  for (int i = 0; i < 40; ++i) {
-    s.answers.push_back(retryable());
+  // Retry-After makes the delays exact: attempts at 0, 20 and 40 ms, then 40 + 20 > 50 ms gives
+  // up, after three failures: fewer than open the circuit.
+  for (int i = 0; i < 3; ++i) {
+    s.answers.push_back(retryable(20ms));
   }
   auto o = options();
-  o.retry.max_elapsed = 60ms;
+  o.retry.max_elapsed = 50ms;
   auto e = make_spooled(s, dir.str(), o);
   for (int i = 0; i < 10; ++i) {
     REQUIRE(e->spool_append("abc", 2) == AppendStatus::kOk);
   }
   REQUIRE(eventually([&] { return get(e->stats().sent_spans) == 20; }, 30s));
-  REQUIRE(get(e->stats().respooled_spans) > 0);
+  REQUIRE(get(e->stats().respooled_spans) == 20);
+  REQUIRE(get(e->stats().circuit_opened) == 0);
   REQUIRE(get(e->stats().failed_spans) == 0);
   REQUIRE(eventually([&] { return e->spool()->stats().records == 0; }));
 }
@@ -438,6 +445,31 @@ TEST_CASE("spool mode: shutdown with the upstream down is prompt and keeps every
   so.path = dir.str();
   auto reopened = Spool::open(so, "fake");
   REQUIRE(reopened->pending_records() == 5);
+}
+
+TEST_CASE("spool mode: no batch waits in memory through an outage, and the probe is fresh",
+          "[exporter][spool][circuit]") {
+  testing::TempDir dir;
+  Script s;
+  for (int i = 0; i < 12; ++i) {
+    s.answers.push_back(retryable());
+  }
+  auto o = options();
+  o.max_in_flight = 4;
+  auto e = make_spooled(s, dir.str(), o, SpoolReplay::kNewestFirst);
+  for (int i = 0; i < 8; ++i) {
+    REQUIRE(e->spool_append("old" + std::to_string(i) + ";", 1) == AppendStatus::kOk);
+  }
+  REQUIRE(eventually([&] { return get(e->stats().circuit_opened) >= 1; }));
+  // While it is open the records are back on disk, not held by waiting workers.
+  REQUIRE(eventually([&] { return e->spool()->in_flight_records() == 0; }));
+  REQUIRE(e->spool_append("newest;", 1) == AppendStatus::kOk);
+  REQUIRE(eventually([&] { return get(e->stats().sent_spans) == 9; }, 20s));
+  std::lock_guard lock(s.m);
+  // The first delivered request (after the 12 failures) starts with the newest record.
+  REQUIRE(s.payloads.size() > 12);
+  INFO(s.payloads[12]);
+  REQUIRE(s.payloads[12].starts_with("newest;"));
 }
 
 TEST_CASE("spool mode: a permanent error acknowledges the records and counts the spans",
