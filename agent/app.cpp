@@ -124,8 +124,13 @@ struct Pipeline {
   IntakeStatus persist(std::string_view request, std::uint32_t spans) {
     IntakeStatus status = IntakeStatus::kAccepted;
     for (QueuedExporter* e : spooled) {
-      if (e->spool_append(request, spans) != AppendStatus::kOk) {
-        status = IntakeStatus::kFull;
+      switch (e->spool_append(request, spans)) {
+        case AppendStatus::kOk:
+          break;
+        case AppendStatus::kTooLarge:  // can never fit: retrying would not help
+          return IntakeStatus::kTooLarge;
+        default:
+          status = IntakeStatus::kFull;
       }
     }
     return status;

@@ -32,6 +32,9 @@ class Circuit {
     Duration initial_cooldown{1000};
     Duration max_cooldown{30000};
     std::size_t max_concurrency = 4;
+    // Upper bound on an upstream-requested delay (a Retry-After of hours must not stall the
+    // exporter past what its retry policy allows).
+    Duration max_hold{300000};
   };
 
   explicit Circuit(Options o) noexcept : o_(o), ramp_(std::max<std::size_t>(o.max_concurrency, 1)) {}
@@ -93,6 +96,9 @@ class Circuit {
   // A retryable failure (transport error, 429, 5xx). `retry_after`: the upstream's own delay.
   void failed(Clock::time_point now, std::optional<Duration> retry_after) noexcept {
     release();
+    if (retry_after && *retry_after > o_.max_hold) {
+      retry_after = o_.max_hold;
+    }
     if (retry_after) {
       hold_until_ = std::max(hold_until_, now + *retry_after);
     }

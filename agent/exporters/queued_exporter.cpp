@@ -29,6 +29,7 @@ Circuit::Options circuit_options(const config::Exporter& o) {
   c.initial_cooldown = o.retry.initial_interval;
   c.max_cooldown = o.retry.max_interval;
   c.max_concurrency = o.max_in_flight;
+  c.max_hold = o.retry.max_elapsed;
   return c;
 }
 }  // namespace
@@ -157,6 +158,12 @@ void QueuedExporter::shutdown(Clock::time_point deadline) noexcept {
     if (collector_ != nullptr) {
       collector_->wake.cancel();
     }
+    if (spool_) {
+      // Durable already: no worker waits out a backoff or a hold at shutdown.
+      for (auto& w : workers_) {
+        w->sleep.cancel();
+      }
+    }
     deadline_timer_.expires_at(deadline);
     deadline_timer_.async_wait([this](boost::system::error_code ec) {
       if (!ec) {
@@ -281,6 +288,9 @@ asio::awaitable<QueuedExporter::Admission> QueuedExporter::admit(Worker& w,
       circuit_changed();
       co_return Admission::kGo;
     }
+    if (stopping_ && spool_) {
+      co_return Admission::kStop;  // not admitted now: the batch is safe in the spool
+    }
     // Spool mode with the upstream down: batches go back to the spool rather than hold memory
     // for as long as the outage lasts; the probe is read fresh when the cool-down ends (so
     // that with replay: newest_first it carries the newest records).
@@ -310,7 +320,11 @@ void QueuedExporter::drop(std::uint32_t spans, const std::string& why) {
 asio::awaitable<void> QueuedExporter::run_worker(Worker& w) {
   while (BatchPtr batch = co_await next_batch(w)) {
     ++holders_;
-    co_await deliver(w, batch);
+    try {
+      co_await deliver(w, batch);
+    } catch (const std::exception& e) {  // e.g. bad_alloc: give the batch up, keep the worker
+      give_up(*batch, std::string("internal error: ") + e.what());
+    }
     --holders_;
     if (batch->ticket) {
       batch.reset();  // acks its records, or returns them to the spool, now
@@ -403,7 +417,9 @@ asio::awaitable<BatchPtr> QueuedExporter::collect(Worker& w) {
     }
     auto until = Clock::time_point::max();
     if (!ids.empty()) {
-      const auto age = std::chrono::system_clock::now() - oldest;
+      // Wall clock (records carry their write time): a step backwards must not stretch it.
+      const auto age = std::max(std::chrono::system_clock::now() - oldest,
+                                std::chrono::system_clock::duration::zero());
       if (age >= batch_limits_.timeout) {
         break;
       }
@@ -458,6 +474,9 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
     if (a.outcome == Attempt::kDelivered) {
       circuit_.succeeded();
       circuit_changed();
+      if (batch.ticket) {
+        batch.ticket->settle(SpoolTicket::Then::kAck);
+      }
       add(stats_.sent_spans, batch.spans);
       add(stats_.sent_requests);
       done(batch);
@@ -480,6 +499,9 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
       if (a.too_large && batch.spans > 1) {
         requeue_in_pieces(batch_ptr);
         co_return;
+      }
+      if (batch.ticket) {
+        batch.ticket->settle(SpoolTicket::Then::kAck);  // dropped, and counted below
       }
       drop(batch.spans, "permanent error from upstream: " + a.detail);
       co_return;

@@ -2,7 +2,8 @@
 // The spool records one batch was built from. The batch (and every piece of it, when the
 // upstream made us split it) holds the ticket; when the last one lets go, the records are
 // acknowledged (delivered, or dropped and counted by the exporter), returned to the spool for
-// a later attempt, or left in flight so the next start replays them (shutdown).
+// a later attempt, or left in flight so the next start replays them (shutdown, or a ticket
+// nobody settled: nothing is ever acknowledged by default).
 
 #include <cstdint>
 #include <vector>
@@ -13,7 +14,7 @@ namespace spanrelay {
 
 struct SpoolTicket {
   // Ordered: a later outcome overrides an earlier one across the pieces of a batch.
-  enum class Then : std::uint8_t { kAck, kNack, kKeep };
+  enum class Then : std::uint8_t { kUnsettled, kAck, kNack, kKeep };
 
   SpoolTicket(Spool& s, std::vector<std::uint64_t> record_ids) noexcept
       : spool(s), ids(std::move(record_ids)) {}
@@ -38,7 +39,7 @@ struct SpoolTicket {
 
   Spool& spool;
   std::vector<std::uint64_t> ids;
-  Then then = Then::kAck;
+  Then then = Then::kUnsettled;
 };
 
 }  // namespace spanrelay

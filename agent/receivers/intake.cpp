@@ -65,6 +65,12 @@ IntakeResult Intake::submit(std::string&& request) noexcept {
         r.status = IntakeStatus::kFull;
         return r;
       }
+      if (persisted == IntakeStatus::kTooLarge) {
+        add(stats_.bad_requests);
+        r.status = persisted;
+        r.error = "the request is larger than the disk spool can hold (spool.max_bytes)";
+        return r;
+      }
       if (persisted != IntakeStatus::kAccepted) {
         r.status = persisted;
         return r;

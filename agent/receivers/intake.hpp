@@ -22,6 +22,7 @@ enum class IntakeStatus {
   kAccepted,      // acknowledged (possibly with rejected spans): answer 200 / OK
   kInvalid,       // undecodable: 400 / INVALID_ARGUMENT, `error` says why
   kFull,          // buffer full: 429 / RESOURCE_EXHAUSTED, retryable
+  kTooLarge,      // can never be taken (larger than the spool): 413 / RESOURCE_EXHAUSTED, final
   kShuttingDown,  // 503 / UNAVAILABLE
 };
 

@@ -480,7 +480,6 @@ void Spool::set_gauges() {
 }
 
 void Spool::io_error(const std::string& what, int err) {
-  last_errno_ = err;
   add(stats_.io_errors);
   std::uint64_t suppressed = 0;
   if (error_log_.allow(suppressed)) {
@@ -523,6 +522,9 @@ void Spool::drop(Segment& seg, Meta& m, const char* why) {
 
 void Spool::write_ack(Segment& seg, const Meta& m) {
   if (!acker_ || acker_seq_ != seg.seq) {
+    if (acker_ && acker_->dirty && options_.fsync == SpoolFsync::kAlways) {
+      sync_file(*acker_);  // ack_all() moving on to the next segment's ack file
+    }
     retire(std::move(acker_));
     const std::string path = ack_path(seg.seq);
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -689,6 +691,7 @@ AppendStatus Spool::open_active(std::string* error) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) {
     const int err = errno;
+    last_errno_ = err;
     io_error("create " + path, err);
     if (error != nullptr) {
       *error = "create " + path + ": " + errno_text(err);
@@ -851,6 +854,7 @@ AppendStatus Spool::append_locked(std::string_view payload, std::uint32_t spans,
       }
     }
     if (err != 0) {
+      last_errno_ = err;
       if (error != nullptr) {
         *error = what + ": " + errno_text(err);
       }

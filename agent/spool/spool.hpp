@@ -252,7 +252,7 @@ class Spool {
   bool recovering_ = false;        // inside open(): acks are synced once at the end
   bool defer_commit_ = false;      // inside ack_all(): acks are synced once at the end
   std::int64_t last_sync_ms_ = 0;
-  int last_errno_ = 0;             // of the last io_error(), for append's ENOSPC handling
+  int last_errno_ = 0;             // of append's last failed write/create (under mu_), for ENOSPC
 
   std::mutex flusher_mu_;
   std::condition_variable flusher_cv_;

@@ -117,3 +117,14 @@ TEST_CASE("a success resets the failure count", "[circuit]") {
   REQUIRE(c.opened() == 0);
   REQUIRE(c.next_change(t) == Clock::time_point::max());
 }
+
+TEST_CASE("an upstream-requested delay is capped at max_hold", "[circuit]") {
+  Circuit::Options o = opts();
+  o.max_hold = 2s;
+  Circuit c(o);
+  const auto t = Clock::now();
+  REQUIRE(c.try_acquire(t));
+  c.failed(t, std::chrono::hours(1));  // e.g. "Retry-After: 3600" from a proxy
+  REQUIRE_FALSE(c.try_acquire(t + 1999ms));
+  REQUIRE(c.try_acquire(t + 2s));
+}

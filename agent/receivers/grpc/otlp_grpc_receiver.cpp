@@ -228,6 +228,8 @@ class OtlpGrpcReceiver::Service final : public grpc::CallbackGenericService {
                             "invalid OTLP protobuf: " + result.error);
       case IntakeStatus::kFull:
         return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, kFullMessage, full_details());
+      case IntakeStatus::kTooLarge:  // no RetryInfo: not worth retrying
+        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, result.error);
       case IntakeStatus::kShuttingDown:
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDownMessage);
     }

@@ -4,8 +4,9 @@
 // generic API hands over the raw message bytes (already decompressed), which go to the Intake
 // as they are, like the HTTP receiver's protobuf bodies.
 //
-// Threads: calls run on gRPC's own callback threads. Intake::submit never blocks, so no gRPC
-// thread ever waits for the pipeline.
+// Threads: calls run on gRPC's own callback threads. Intake::submit never waits for the
+// pipeline; with a disk spool it writes to disk (and fdatasyncs under fsync: always) before
+// answering, on this thread.
 
 #include <chrono>
 #include <cstdint>

@@ -142,6 +142,8 @@ Response OtlpHttpReceiver::handle(Request& req, RequestProblem problem) {
       res.set(beast_http::field::retry_after, "1");
       return res;
     }
+    case IntakeStatus::kTooLarge:
+      return error(status::payload_too_large, enc, Code::kResourceExhausted, result.error);
     case IntakeStatus::kShuttingDown: {
       Response res = error(status::service_unavailable, enc, Code::kUnavailable,
                            "spanrelay is shutting down");
