@@ -14,6 +14,7 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <stdexcept>
 #include <system_error>
 
@@ -276,7 +277,7 @@ void Spool::recover() {
   if (!segments_.empty() || get(stats_.corrupt_records) > 0 || get(stats_.torn_tails) > 0) {
     log_->info("{}: {} record(s) in {} segment(s), {} bytes to replay; {} dropped (max_age), "
                "{} corrupt record(s) skipped, {} torn tail(s) truncated",
-               dir_, pending_.size(), segments_.size(), bytes_, get(stats_.dropped_records),
+               dir_, pending_, segments_.size(), bytes_, get(stats_.dropped_records),
                get(stats_.corrupt_records), get(stats_.torn_tails));
   }
 }
@@ -383,7 +384,7 @@ void Spool::recover_segment(std::uint64_t seq, bool has_ack) {
   const std::int64_t now = now_ms();
   for (Meta& m : s.recs) {
     if (m.state == State::kPending) {
-      pending_.insert(make_id(seq, m.offset));
+      mark_pending(s, m);
     }
   }
   for (Meta& m : s.recs) {
@@ -475,7 +476,7 @@ Spool::Meta* Spool::find(std::uint64_t id, Segment** seg) {
 }
 
 void Spool::set_gauges() {
-  stats_.records.store(pending_.size() + in_flight_, std::memory_order_relaxed);
+  stats_.records.store(pending_ + in_flight_, std::memory_order_relaxed);
   stats_.bytes.store(bytes_, std::memory_order_relaxed);
 }
 
@@ -505,7 +506,7 @@ void Spool::finish(Segment& seg, Meta& m) {
 
 void Spool::drop(Segment& seg, Meta& m, const char* why) {
   if (m.state == State::kPending) {
-    pending_.erase(make_id(seg.seq, m.offset));
+    unmark_pending(seg);
   } else if (m.state == State::kInFlight) {
     --seg.in_flight;
     --in_flight_;
@@ -726,7 +727,7 @@ void Spool::drop_segment(std::map<std::uint64_t, Segment>::iterator it) {
   std::uint64_t spans = 0;
   for (Meta& m : seg.recs) {
     if (m.state == State::kPending) {
-      pending_.erase(make_id(seg.seq, m.offset));
+      unmark_pending(seg);
       m.state = State::kDone;
       ++records;
       spans += m.spans;
@@ -874,7 +875,7 @@ AppendStatus Spool::append_locked(std::string_view payload, std::uint32_t spans,
     seg.recs.push_back(Meta{static_cast<std::uint32_t>(offset), h.length, spans, h.written_ms,
                             State::kPending});
     ++seg.live;
-    pending_.insert(make_id(seg.seq, static_cast<std::uint32_t>(offset)));
+    mark_pending(seg, seg.recs.back());
     add(stats_.appended_records);
     set_gauges();
     if (options_.fsync == SpoolFsync::kInterval) {
@@ -886,17 +887,69 @@ AppendStatus Spool::append_locked(std::string_view payload, std::uint32_t spans,
 
 // ---- consuming ----
 
+void Spool::mark_pending(Segment& seg, const Meta& m) {
+  const auto index = static_cast<std::size_t>(&m - seg.recs.data());
+  if (seg.pending == 0) {
+    seg.lo = index;
+    seg.hi = index + 1;
+  } else {
+    seg.lo = std::min(seg.lo, index);
+    seg.hi = std::max(seg.hi, index + 1);
+  }
+  ++seg.pending;
+  ++pending_;
+}
+
+void Spool::unmark_pending(Segment& seg) {
+  --seg.pending;
+  --pending_;
+}
+
+// The oldest (or newest) pending record: segments in order, and within one the first (last)
+// kPending entry between its hints, which the search tightens. Amortised O(1) per record.
+std::optional<std::uint64_t> Spool::pick_pending() {
+  if (pending_ == 0) {
+    return std::nullopt;
+  }
+  if (options_.replay == SpoolReplay::kNewestFirst) {
+    for (auto it = segments_.rbegin(); it != segments_.rend(); ++it) {
+      Segment& seg = it->second;
+      if (seg.pending == 0) {
+        continue;
+      }
+      seg.hi = std::min(seg.hi, seg.recs.size());
+      while (seg.hi > 0 && seg.recs[seg.hi - 1].state != State::kPending) {
+        --seg.hi;
+      }
+      if (seg.hi > 0) {
+        return make_id(seg.seq, seg.recs[seg.hi - 1].offset);
+      }
+    }
+  } else {
+    for (auto& [seq, seg] : segments_) {
+      if (seg.pending == 0) {
+        continue;
+      }
+      while (seg.lo < seg.recs.size() && seg.recs[seg.lo].state != State::kPending) {
+        ++seg.lo;
+      }
+      if (seg.lo < seg.recs.size()) {
+        return make_id(seq, seg.recs[seg.lo].offset);
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<SpoolRecord> Spool::next() {
   std::lock_guard lk(mu_);
   const std::int64_t now = now_ms();
-  while (!pending_.empty()) {
-    const std::uint64_t id = options_.replay == SpoolReplay::kNewestFirst ? *pending_.rbegin()
-                                                                          : *pending_.begin();
+  while (const std::optional<std::uint64_t> next_id = pick_pending()) {
+    const std::uint64_t id = *next_id;
     Segment* seg = nullptr;
     Meta* m = find(id, &seg);
-    if (m == nullptr) {  // cannot happen; never loop on it
-      pending_.erase(id);
-      continue;
+    if (m == nullptr) {  // cannot happen: pick_pending returns a live record
+      break;
     }
     if (expired(*m, now)) {
       drop(*seg, *m, "older than max_age");
@@ -940,11 +993,11 @@ std::optional<SpoolRecord> Spool::next() {
                     "errors not logged)",
                     seg_path(seg->seq), m->offset, suppressed);
       }
-      pending_.erase(id);
+      unmark_pending(*seg);
       finish(*seg, *m);
       continue;
     }
-    pending_.erase(id);
+    unmark_pending(*seg);
     m->state = State::kInFlight;
     ++seg->in_flight;
     ++in_flight_;
@@ -963,7 +1016,7 @@ bool Spool::ack_locked(std::uint64_t id) {
     return false;
   }
   if (m->state == State::kPending) {
-    pending_.erase(id);
+    unmark_pending(*seg);
   } else {
     --seg->in_flight;
     --in_flight_;
@@ -1014,8 +1067,8 @@ bool Spool::nack(std::uint64_t id) noexcept {
     if (m == nullptr || m->state != State::kInFlight) {
       return false;
     }
-    pending_.insert(id);
     m->state = State::kPending;
+    mark_pending(*seg, *m);
     --seg->in_flight;
     --in_flight_;
     return true;
@@ -1028,7 +1081,7 @@ bool Spool::nack(std::uint64_t id) noexcept {
 
 std::size_t Spool::pending_records() const {
   std::lock_guard lk(mu_);
-  return pending_.size();
+  return pending_;
 }
 
 std::size_t Spool::in_flight_records() const {

@@ -55,7 +55,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -190,6 +189,11 @@ class Spool {
     std::vector<Meta> recs;    // by offset
     std::size_t live = 0;      // not kDone
     std::size_t in_flight = 0;
+    std::size_t pending = 0;   // kPending
+    // Bounds on the indexes in recs of the pending records: none below lo, none at or above hi
+    // (hints kept by mark_pending and tightened by the searches in pick_pending).
+    std::size_t lo = 0;
+    std::size_t hi = 0;
   };
 
   Spool(SpoolOptions options, std::string name, std::string dir);
@@ -204,6 +208,10 @@ class Spool {
   std::string ack_path(std::uint64_t seq) const;
   Meta* find(std::uint64_t id, Segment** seg);
   bool ack_locked(std::uint64_t id);
+  // Bookkeeping of kPending records, kept beside Meta::state (no per-record allocation).
+  void mark_pending(Segment& seg, const Meta& m);  // m.state is now kPending
+  void unmark_pending(Segment& seg);               // a kPending record is leaving that state
+  std::optional<std::uint64_t> pick_pending();     // per options.replay; nullopt if none
   void finish(Segment& seg, Meta& m);  // -> kDone, persist the ack, delete the seg if empty
   void drop(Segment& seg, Meta& m, const char* why);
   void write_ack(Segment& seg, const Meta& m);
@@ -236,7 +244,7 @@ class Spool {
 
   mutable std::mutex mu_;
   std::map<std::uint64_t, Segment> segments_;  // by seq
-  std::set<std::uint64_t> pending_;            // ids
+  std::size_t pending_ = 0;                    // records in state kPending, all segments
   std::size_t in_flight_ = 0;
   std::uint64_t bytes_ = 0;
   std::uint64_t next_seq_ = 1;
