@@ -717,6 +717,8 @@ void Spool::seal_active() {
   active_seg_ = nullptr;
   if (seg.live == 0) {
     delete_segment(segments_.find(seg.seq));
+  } else {
+    seg.recs.shrink_to_fit();  // it grows no more: give back the vector's slack
   }
 }
 
