@@ -71,10 +71,6 @@ IntakeResult Intake::submit(std::string&& request) noexcept {
         r.error = "the request is larger than the disk spool can hold (spool.max_bytes)";
         return r;
       }
-      if (persisted != IntakeStatus::kAccepted) {
-        r.status = persisted;
-        return r;
-      }
     }
     if (forward_to_ring_) {
       Chunk chunk{std::move(request), spans, std::move(lease)};

@@ -40,8 +40,8 @@ class Intake {
          std::function<void()> notify_consumer);
 
   // Spool mode: `persist` is called with every accepted request (after invalid spans are
-  // removed) before it is acknowledged; kAccepted lets it through, anything else is the answer
-  // (kFull: 429/RESOURCE_EXHAUSTED). Without memory exporters (`forward_to_ring` false) the
+  // removed) before it is acknowledged and returns kAccepted (go on), kFull (answer 429 /
+  // RESOURCE_EXHAUSTED) or kTooLarge (413, never retried). Without memory exporters (`forward_to_ring` false) the
   // request then goes no further. Call before the receivers start.
   using Persist = std::function<IntakeStatus(std::string_view request, std::uint32_t spans)>;
   void set_persist(Persist persist, bool forward_to_ring);

@@ -284,7 +284,11 @@ void check_drop_oldest(Agent& agent, std::uint16_t port) {
     return agent.metric(exporter_series("spanrelay_spool_records")) == 0;
   }, 60s));
   const DeliveryReport r = compare(accepted, {&upstream});
-  INFO("dropped " << dropped << ", missing " << r.missing);
+  INFO("dropped " << dropped << ", missing " << r.missing << "; corrupt records "
+                  << agent.metric(exporter_series("spanrelay_spool_corrupt_records_total"))
+                  << ", io errors " << agent.metric(exporter_series("spanrelay_spool_io_errors_total"))
+                  << ", failed spans "
+                  << agent.metric(exporter_series("spanrelay_exporter_failed_spans_total")));
   CHECK(static_cast<double>(r.missing) ==
         agent.metric(exporter_series("spanrelay_spool_dropped_spans_total")));
   CHECK(r.unexpected == 0);
