@@ -202,7 +202,7 @@ void QueuedExporter::expire() {
 }
 
 // The end of one batch's life in this exporter (delivered, dropped or handed back).
-void QueuedExporter::done(const Batch&) {
+void QueuedExporter::done() {
   stats_.queued_batches.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -225,7 +225,7 @@ void QueuedExporter::give_up(const Batch& batch, const std::string& why) {
                  batch.spans, why, suppressed);
     }
   }
-  done(batch);
+  done();
 }
 
 void QueuedExporter::circuit_changed() {
@@ -310,7 +310,7 @@ asio::awaitable<QueuedExporter::Admission> QueuedExporter::admit(Worker& w,
 void QueuedExporter::drop(std::uint32_t spans, const std::string& why) {
   add(stats_.failed_spans, spans);
   add(stats_.failed_requests);
-  stats_.queued_batches.fetch_sub(1, std::memory_order_relaxed);
+  done();
   std::uint64_t suppressed = 0;
   if (failure_log_.allow(suppressed)) {
     log_->error("dropped {} span(s): {} ({} more drops not logged)", spans, why, suppressed);
@@ -412,7 +412,7 @@ asio::awaitable<BatchPtr> QueuedExporter::collect(Worker& w) {
       oldest = std::min(oldest, rec->written);
       full = bytes.size() >= batch_limits_.max_bytes || spans >= batch_limits_.max_spans;
     }
-    if (full || stopping_ || expired_ || (ids.empty() && !may_read_spool())) {
+    if (full || stopping_ || expired_) {
       break;
     }
     auto until = Clock::time_point::max();
@@ -460,7 +460,7 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
     }
     if (admission == Admission::kYield) {
       batch.ticket->settle(SpoolTicket::Then::kNack);
-      done(batch);
+      done();
       co_return;
     }
     if (admission == Admission::kTimedOut) {
@@ -479,7 +479,7 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
       }
       add(stats_.sent_spans, batch.spans);
       add(stats_.sent_requests);
-      done(batch);
+      done();
       if (a.rejected > 0) {
         add(stats_.rejected_spans, static_cast<std::uint64_t>(a.rejected));
         log_->warn("upstream accepted the batch but rejected {} span(s): {}", a.rejected,

@@ -78,7 +78,7 @@ class QueuedExporter final : public Exporter {
   void circuit_changed();
   bool may_read_spool() const noexcept;
   void give_up(const Batch& batch, const std::string& why);
-  void done(const Batch& batch);
+  void done();  // a batch left this exporter (delivered, dropped or handed back)
   void requeue_in_pieces(const BatchPtr& batch);
   void enqueue(BatchPtr batch);
   bool memory_pressure() const noexcept;
