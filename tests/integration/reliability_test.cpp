@@ -283,6 +283,13 @@ void check_drop_oldest(Agent& agent, std::uint16_t port) {
   REQUIRE(wait_until([&] {
     return agent.metric(exporter_series("spanrelay_spool_records")) == 0;
   }, 60s));
+  // The agent acks a batch when the 200 arrives; the fake upstream counts it as answered only
+  // once its write has completed, a moment later. Await the accounting, do not sample it.
+  const auto settled = [&] {
+    return static_cast<double>(compare(accepted, {&upstream}).missing) ==
+           agent.metric(exporter_series("spanrelay_spool_dropped_spans_total"));
+  };
+  wait_until(settled, 10s);
   const DeliveryReport r = compare(accepted, {&upstream});
   INFO("dropped " << dropped << ", missing " << r.missing << "; corrupt records "
                   << agent.metric(exporter_series("spanrelay_spool_corrupt_records_total"))
