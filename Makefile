@@ -19,7 +19,7 @@ interop-deps: deps
 	    npm ci --no-audit --no-fund --loglevel=error; fi
 
 configure: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DSPANRELAY_WERROR=ON >/dev/null
 
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -36,7 +36,7 @@ test: build interop-deps
 
 # Every test (unit, integration, interop) against an AddressSanitizer + UBSan build, in its own tree.
 test-asan: deps
-	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DSPANRELAY_SANITIZE=address,undefined >/dev/null
+	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DSPANRELAY_SANITIZE=address,undefined -DSPANRELAY_WERROR=ON >/dev/null
 	@cmake --build $(BUILD)-asan -j $(JOBS)
 	@cd $(BUILD)-asan && ctest --output-on-failure -j 2 --timeout 900
 
@@ -47,3 +47,24 @@ clean:
 .PHONY: bench
 bench:
 	@bash tests/bench/run.sh
+
+# Installs the agent on this host: a Release build of its own (no warnings-as-errors: a user's
+# build must not fail on a new compiler's warning), then the binary to $(PREFIX)/bin, the systemd
+# unit (ExecStart= pointing at that binary) to $(PREFIX)/lib/systemd/system (systemd's own
+# directory for PREFIX=/usr), config/examples/systemd.yaml to /etc/spanrelay/spanrelay.yaml
+# unless one exists, and the docs to $(PREFIX)/share/doc/spanrelay. DESTDIR stages it elsewhere.
+# Then: deploy/systemd/spanrelay.service's header (token, systemctl enable --now spanrelay).
+PREFIX ?= /usr/local
+DESTDIR ?=
+.PHONY: install
+install: deps
+	@cmake -S . -B $(BUILD)-release -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+	@cmake --build $(BUILD)-release -j $(JOBS) --target spanrelay
+	@DESTDIR='$(DESTDIR)' cmake --install $(BUILD)-release --prefix '$(PREFIX)' --strip
+
+# The sidecar container image (deploy/container/Dockerfile) where no Docker engine exists:
+# buildah (vfs storage, chroot isolation) on a debian:12 base made by debootstrap, then
+# deploy/container/smoke-test.sh on the result. Needs root; never part of `make test`.
+.PHONY: image
+image:
+	@bash deploy/container/build-image.sh

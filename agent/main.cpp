@@ -6,14 +6,17 @@
 #include <iostream>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "app.hpp"
+#include "healthcheck.hpp"
 #include "common/log.hpp"
 #include "config/config.hpp"
 
 namespace {
 
 constexpr const char* kUsage = R"(Usage: spanrelay [--config FILE] [--validate]
+       spanrelay healthcheck [--url URL]
        spanrelay --version | --help
 
 Accepts OpenTelemetry traces over OTLP/HTTP and forwards them, batched and compressed, to the
@@ -25,6 +28,13 @@ exporters in the configuration (Grafana Cloud, any OTLP/HTTP endpoint, a file).
   --version       Print the version and exit.
   --help          Print this help and exit.
 
+  healthcheck     Ask a running agent's admin endpoint whether it is live (for container
+                  HEALTHCHECKs with no shell or curl): exit 0 on a 2xx answer, 1 otherwise.
+    --url URL     Default http://127.0.0.1:13133/healthz.
+
+Signals: SIGTERM/SIGINT drain and stop; SIGHUP re-reads the configuration file (a bad one is
+refused and the running configuration stays).
+
 Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 2 for a configuration or usage
 error, 1 when the agent cannot start.
 )";
@@ -32,6 +42,22 @@ error, 1 when the agent cannot start.
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "healthcheck") {
+    std::string url = "http://127.0.0.1:13133/healthz";
+    for (int i = 2; i < argc; ++i) {
+      const std::string_view arg = argv[i];
+      if (arg == "--url" && i + 1 < argc) {
+        url = argv[++i];
+      } else if (arg.starts_with("--url=")) {
+        url = std::string(arg.substr(std::strlen("--url=")));
+      } else {
+        std::cerr << "spanrelay healthcheck: unknown or incomplete argument \"" << arg
+                  << "\"\n\n" << kUsage;
+        return 2;
+      }
+    }
+    return spanrelay::run_healthcheck(url);
+  }
   std::string config_path;
   bool validate = false;
   for (int i = 1; i < argc; ++i) {
@@ -74,7 +100,7 @@ int main(int argc, char** argv) {
 
   spanrelay::init_logging(config.log.level, config.log.json);
   try {
-    return spanrelay::run_agent(config);
+    return spanrelay::run_agent(std::move(config), config_path);
   } catch (const std::exception& e) {
     spanrelay::logger("agent")->critical("cannot start: {}", e.what());
     return 1;

@@ -34,11 +34,37 @@ void Batcher::stop() {
   thread_.join();
 }
 
+void Batcher::reconfigure(config::Batch options) {
+  {
+    std::lock_guard lock(mutex_);
+    next_options_ = options;
+    reconfigure_.store(true);
+  }
+  wake_.notify_one();
+}
+
+bool Batcher::stalled(std::chrono::steady_clock::time_point now,
+                      std::chrono::milliseconds patience) const noexcept {
+  if (!thread_.joinable() || ring_.empty()) {
+    return false;
+  }
+  return now.time_since_epoch().count() - last_round_.load(std::memory_order_relaxed) >
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(patience).count();
+}
+
 void Batcher::run() {
   using clock = std::chrono::steady_clock;
   for (;;) {
+    last_round_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    if (reconfigure_.load()) {
+      flush();
+      std::lock_guard lock(mutex_);
+      options_ = *next_options_;
+      reconfigure_.store(false);
+    }
     while (auto chunk = ring_.try_pop()) {
       take(std::move(*chunk));
+      last_round_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
     }
     if (stopping_.load()) {
       // Receivers are stopped: one last drain, then flush whatever is pending.
@@ -53,7 +79,7 @@ void Batcher::run() {
     }
     std::unique_lock lock(mutex_);
     sleeping_.exchange(1, std::memory_order_acq_rel);
-    if (ring_.empty() && !stopping_.load()) {
+    if (ring_.empty() && !stopping_.load() && !reconfigure_.load()) {
       if (pending_spans_ > 0) {
         wake_.wait_until(lock, pending_since_ + options_.timeout);
       } else {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -33,6 +34,12 @@ class Batcher {
   // Drains the ring, flushes everything and joins the thread. Call after the receivers have
   // stopped pushing.
   void stop();
+  // Reload: the batch being built is flushed and later ones follow `options`. Any thread.
+  void reconfigure(config::Batch options);
+  // Watchdog: true when chunks wait in the ring and the thread has not come round for
+  // `patience` (it is stuck). An idle batcher is not stalled.
+  bool stalled(std::chrono::steady_clock::time_point now,
+               std::chrono::milliseconds patience) const noexcept;
 
  private:
   void run();
@@ -41,7 +48,10 @@ class Batcher {
   void emit(std::string&& bytes, std::uint32_t spans, BudgetLease&& lease);
 
   Ring<Chunk>& ring_;
-  const config::Batch options_;
+  config::Batch options_;  // batcher thread only
+  std::optional<config::Batch> next_options_;  // under mutex_
+  std::atomic<bool> reconfigure_{false};
+  std::atomic<std::chrono::steady_clock::rep> last_round_{0};
   Sink sink_;
   BatcherStats& stats_;
 

@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <mutex>
+#include <string_view>
 
 namespace spanrelay {
 namespace {
@@ -38,17 +39,52 @@ class JsonEscapedMessage : public spdlog::custom_flag_formatter {
   }
 };
 
+// %q: the level as the config names it (trace, debug, info, warn, error, critical), so that
+// `log.level: warn` and the lines it lets through say the same word.
+class ConfigLevelName : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string_view name;
+    switch (msg.level) {
+      case spdlog::level::trace:
+        name = "trace";
+        break;
+      case spdlog::level::debug:
+        name = "debug";
+        break;
+      case spdlog::level::info:
+        name = "info";
+        break;
+      case spdlog::level::warn:
+        name = "warn";
+        break;
+      case spdlog::level::err:
+        name = "error";
+        break;
+      case spdlog::level::critical:
+        name = "critical";
+        break;
+      default:
+        name = "off";
+    }
+    dest.append(name.data(), name.data() + name.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<ConfigLevelName>();
+  }
+};
+
 std::unique_ptr<spdlog::formatter> make_formatter(bool json) {
   if (json) {
     auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
-    f->add_flag<JsonEscapedMessage>('j').set_pattern(
-        R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","component":"%n","msg":"%j"})");
+    f->add_flag<JsonEscapedMessage>('j');
+    f->add_flag<ConfigLevelName>('q').set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%q","component":"%n","msg":"%j"})");
     return f;
   }
   auto f = std::make_unique<spdlog::pattern_formatter>();
-  {
-    f->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
-  }
+  f->add_flag<ConfigLevelName>('q').set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%q%$ [%n] %v");
   return f;
 }
 

@@ -33,6 +33,8 @@ struct ListenEndpoint {
   std::uint16_t port = 0;  // 0 = let the kernel choose
   std::string unix_path;   // non-empty for a Unix domain socket
   std::string text;        // as written, for logs
+
+  bool operator==(const ListenEndpoint&) const = default;
 };
 
 struct HttpReceiver {
@@ -43,11 +45,15 @@ struct HttpReceiver {
   std::size_t max_header_bytes = 16 * KiB;
   Duration read_timeout = 30s;   // whole request (headers + body) must arrive within this
   Duration idle_timeout = 120s;  // keep-alive connection with no request
+
+  bool operator==(const HttpReceiver&) const = default;
 };
 
 struct GrpcKeepalive {
   Duration time = 2h;      // ping a connection after this long without activity
   Duration timeout = 20s;  // close it when the ping is not answered within this
+
+  bool operator==(const GrpcKeepalive&) const = default;
 };
 
 struct GrpcReceiver {
@@ -56,22 +62,30 @@ struct GrpcReceiver {
   std::size_t max_message_bytes = 4 * MiB;  // one request message, after decompression
   std::size_t max_concurrent_streams = 100;  // per HTTP/2 connection
   GrpcKeepalive keepalive;
+
+  bool operator==(const GrpcReceiver&) const = default;
 };
 
 struct Receivers {
   HttpReceiver http;
   GrpcReceiver grpc;
+
+  bool operator==(const Receivers&) const = default;
 };
 
 struct Buffer {
   std::size_t max_bytes = 64 * MiB;  // memory budget: ring + batches + exports in flight
   std::size_t max_chunks = 65536;    // ring slots (one per accepted request)
+
+  bool operator==(const Buffer&) const = default;
 };
 
 struct Batch {
   std::size_t max_spans = 8192;
   std::size_t max_bytes = 4 * MiB;  // uncompressed protobuf
   Duration timeout = 1s;
+
+  bool operator==(const Batch&) const = default;
 };
 
 struct Retry {
@@ -79,12 +93,16 @@ struct Retry {
   Duration initial_interval = 1s;
   Duration max_interval = 30s;
   Duration max_elapsed = 5min;
+
+  bool operator==(const Retry&) const = default;
 };
 
 struct Tls {
   std::string ca_file;             // empty: the system trust store
   bool insecure_skip_verify = false;
   std::string server_name;         // SNI and verification name; empty: the endpoint host
+
+  bool operator==(const Tls&) const = default;
 };
 
 struct Auth {
@@ -92,6 +110,11 @@ struct Auth {
   std::string username;
   std::string password;         // the resolved secret: never log, print or put in errors
   std::string password_source;  // "env GRAFANA_CLOUD_TOKEN" or "file /path": safe to print
+  // The password_file path after ${VAR} expansion (empty with password_env): the exporter
+  // re-reads it when it changes (token rotation without a reload).
+  std::string password_file;
+
+  bool operator==(const Auth&) const = default;
 };
 
 // A parsed http(s) URL of the upstream.
@@ -101,6 +124,8 @@ struct UpstreamUrl {
   std::uint16_t port = 0;
   std::string traces_target;  // request target, e.g. "/otlp/v1/traces"
   std::string text;           // as written
+
+  bool operator==(const UpstreamUrl&) const = default;
 };
 
 enum class ExporterType { otlp_http, otlp_grpc, file };
@@ -125,16 +150,22 @@ struct Exporter {
 
   // file
   std::string path;
+
+  bool operator==(const Exporter&) const = default;
 };
 
 struct Log {
   std::string level = "info";  // trace | debug | info | warn | error | off
   bool json = false;           // format: text | json
+
+  bool operator==(const Log&) const = default;
 };
 
 struct Admin {
   bool enabled = false;  // true when admin is present
   ListenEndpoint endpoint{"127.0.0.1", 13133, "", "127.0.0.1:13133"};
+
+  bool operator==(const Admin&) const = default;
 };
 
 // The disk spool (opt-in): each network exporter keeps its queue on disk under path/<name>/.
@@ -151,6 +182,8 @@ struct Spool {
   SpoolOnFull on_full = SpoolOnFull::drop_oldest;
   SpoolReplay replay = SpoolReplay::oldest_first;
   Duration max_age = 0s;  // older records are dropped (counted); 0: keep until delivered
+
+  bool operator==(const Spool&) const = default;
 };
 
 struct Config {

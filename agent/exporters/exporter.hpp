@@ -25,6 +25,14 @@ class Exporter {
   virtual void shutdown(std::chrono::steady_clock::time_point deadline) noexcept = 0;
 
   virtual const ExporterStats& stats() const noexcept = 0;
+
+  // Watchdog: an exporter with a thread of its own answers ping() on it; responsive() is
+  // false once a ping waited longer than `patience`.
+  virtual void ping() noexcept {}
+  virtual bool responsive(std::chrono::steady_clock::time_point /*now*/,
+                          std::chrono::milliseconds /*patience*/) const noexcept {
+    return true;
+  }
 };
 
 }  // namespace spanrelay

@@ -6,6 +6,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <future>
+
 #include "exporters/retry.hpp"
 #include "exporters/spool_ticket.hpp"
 #include "otlp/wire.hpp"
@@ -35,16 +37,18 @@ Circuit::Options circuit_options(const config::Exporter& o) {
 }  // namespace
 
 QueuedExporter::QueuedExporter(config::Exporter options, SenderFactory make_sender,
-                               MemoryBudget* budget)
-    : QueuedExporter(std::move(options), std::move(make_sender), budget, nullptr, {}) {}
+                               MemoryBudget* budget, std::shared_ptr<ExporterStats> stats)
+    : QueuedExporter(std::move(options), std::move(make_sender), budget, nullptr, {},
+                     std::move(stats)) {}
 
 QueuedExporter::QueuedExporter(config::Exporter options, SenderFactory make_sender,
-                               MemoryBudget* budget, std::unique_ptr<Spool> spool,
-                               config::Batch batch)
+                               MemoryBudget* budget, std::shared_ptr<Spool> spool,
+                               config::Batch batch, std::shared_ptr<ExporterStats> stats)
     : options_(std::move(options)), log_(logger("exporter." + options_.name)),
       work_(asio::make_work_guard(ioc_)), sender_(make_sender(ioc_, options_)), budget_(budget),
       spool_(std::move(spool)), batch_limits_(batch), circuit_(circuit_options(options_)),
-      deadline_timer_(ioc_), circuit_timer_(ioc_) {}
+      deadline_timer_(ioc_), circuit_timer_(ioc_),
+      stats_(stats ? std::move(stats) : std::make_shared<ExporterStats>()) {}
 
 bool QueuedExporter::memory_pressure() const noexcept {
   // Three quarters of the budget: receivers are close to answering 429.
@@ -87,7 +91,7 @@ AppendStatus QueuedExporter::spool_append(std::string_view request,
     }
     return status;
   }
-  add(stats_.spool_refused_spans, spans);
+  add(stats_->spool_refused_spans, spans);
   std::uint64_t suppressed = 0;
   if (spool_log_.allow(suppressed)) {
     log_->error("spool {}: refusing {} span(s): {} ({} more refusals not logged)",
@@ -97,11 +101,15 @@ AppendStatus QueuedExporter::spool_append(std::string_view request,
 }
 
 void QueuedExporter::submit(BatchPtr batch) noexcept {
-  add(stats_.queued_batches);
+  add(stats_->queued_batches);
   asio::post(ioc_, [this, batch = std::move(batch)]() mutable { enqueue(std::move(batch)); });
 }
 
 void QueuedExporter::enqueue(BatchPtr batch) {
+  if (retiring_ && successor_) {
+    hand_over(std::move(batch));  // submitted just before the reload switched exporters
+    return;
+  }
   if (expired_) {
     drop(batch->spans, "exporter stopped");
     return;
@@ -116,8 +124,74 @@ void QueuedExporter::enqueue(BatchPtr batch) {
     drop(oldest->spans, "queue full (max_queue_bytes); oldest batch dropped");
   }
   queued_bytes_ += batch->bytes.size();
+  stats_->queued_bytes.store(queued_bytes_, std::memory_order_relaxed);
   queue_.push_back(std::move(batch));
   wake_one();
+}
+
+void QueuedExporter::retire(Successor successor) {
+  if (!thread_.joinable()) {
+    return;
+  }
+  std::promise<void> applied;
+  asio::post(ioc_, [&] {
+    retiring_ = true;
+    successor_ = spool_ ? nullptr : std::move(successor);
+    while (successor_ && !queue_.empty()) {
+      BatchPtr b = std::move(queue_.front());
+      queue_.pop_front();
+      queued_bytes_ -= b->bytes.size();
+      hand_over(std::move(b));
+    }
+    stats_->queued_bytes.store(queued_bytes_, std::memory_order_relaxed);
+    // Workers waiting out a backoff, a hold or the circuit hand their batch over now.
+    for (auto& w : workers_) {
+      w->sleep.cancel();
+    }
+    if (collector_ != nullptr) {
+      collector_->wake.cancel();
+    }
+    applied.set_value();
+  });
+  applied.get_future().wait();
+}
+
+// Reload: the batch leaves this exporter for its successor (memory mode) or goes back to the
+// spool the two share, untried by us.
+void QueuedExporter::hand_over(BatchPtr batch) {
+  if (batch->ticket) {
+    batch->ticket->settle(SpoolTicket::Then::kNack);
+    done();
+    return;
+  }
+  done();
+  successor_(std::move(batch));
+}
+
+void QueuedExporter::kick() noexcept {
+  asio::post(ioc_, [this] {
+    if (collector_ != nullptr) {
+      collector_->wake.cancel();
+    } else {
+      wake_one();
+    }
+  });
+}
+
+void QueuedExporter::ping() noexcept {
+  const std::int64_t now = Clock::now().time_since_epoch().count();
+  std::int64_t none = 0;
+  if (ping_sent_.compare_exchange_strong(none, now)) {  // else the last one is still out
+    asio::post(ioc_, [this] { ping_sent_.store(0); });
+  }
+}
+
+bool QueuedExporter::responsive(Clock::time_point now,
+                                std::chrono::milliseconds patience) const noexcept {
+  const std::int64_t sent = ping_sent_.load();
+  return sent == 0 || !thread_.joinable() ||
+         now.time_since_epoch().count() - sent <
+             std::chrono::duration_cast<Clock::duration>(patience).count();
 }
 
 // Halves the batch at span boundaries and puts the pieces at the head of the queue, in order;
@@ -135,14 +209,15 @@ void QueuedExporter::requeue_in_pieces(const BatchPtr& whole) {
                         piece->ticket = batch.ticket;
                         pieces.push_back(std::move(piece));
                       });
-  add(stats_.split_batches);
-  stats_.queued_batches.fetch_add(pieces.size() - 1, std::memory_order_relaxed);
+  add(stats_->split_batches);
+  stats_->queued_batches.fetch_add(pieces.size() - 1, std::memory_order_relaxed);
   log_->warn("upstream refused a batch of {} bytes as too large; re-sending it as {} pieces",
              batch.bytes.size(), pieces.size());
   for (auto it = pieces.rbegin(); it != pieces.rend(); ++it) {
     queued_bytes_ += (*it)->bytes.size();
     queue_.push_front(std::move(*it));
   }
+  stats_->queued_bytes.store(queued_bytes_, std::memory_order_relaxed);
   for (std::size_t i = 0; i < pieces.size(); ++i) {
     wake_one();
   }
@@ -203,13 +278,18 @@ void QueuedExporter::expire() {
 
 // The end of one batch's life in this exporter (delivered, dropped or handed back).
 void QueuedExporter::done() {
-  stats_.queued_batches.fetch_sub(1, std::memory_order_relaxed);
+  stats_->queued_batches.fetch_sub(1, std::memory_order_relaxed);
 }
 
 // A batch that cannot be delivered now. From the spool it stays there: back to pending for a
 // later attempt, or, at shutdown, in flight so the next start replays it. Otherwise it is lost
 // and counted.
-void QueuedExporter::give_up(const Batch& batch, const std::string& why) {
+void QueuedExporter::give_up(const BatchPtr& batch_ptr, const std::string& why) {
+  const Batch& batch = *batch_ptr;
+  if (retiring_ && (successor_ || batch.ticket)) {
+    hand_over(batch_ptr);
+    return;
+  }
   if (!batch.ticket) {
     drop(batch.spans, why);
     return;
@@ -218,7 +298,7 @@ void QueuedExporter::give_up(const Batch& batch, const std::string& why) {
     batch.ticket->settle(SpoolTicket::Then::kKeep);
   } else {
     batch.ticket->settle(SpoolTicket::Then::kNack);
-    add(stats_.respooled_spans, batch.spans);
+    add(stats_->respooled_spans, batch.spans);
     std::uint64_t suppressed = 0;
     if (failure_log_.allow(suppressed)) {
       log_->warn("{} span(s) back to the spool for a later attempt: {} ({} more not logged)",
@@ -230,7 +310,7 @@ void QueuedExporter::give_up(const Batch& batch, const std::string& why) {
 
 void QueuedExporter::circuit_changed() {
   const Circuit::State now = circuit_.state();
-  stats_.circuit_state.store(static_cast<std::uint64_t>(now), std::memory_order_relaxed);
+  stats_->circuit_state.store(static_cast<std::uint64_t>(now), std::memory_order_relaxed);
   for (Worker* w : admission_waiters_) {
     w->sleep.cancel();
   }
@@ -252,7 +332,7 @@ void QueuedExporter::circuit_changed() {
     return;
   }
   if (published_state_ == Circuit::State::kClosed && now == Circuit::State::kOpen) {
-    add(stats_.circuit_opened);
+    add(stats_->circuit_opened);
     log_->warn("upstream failing: circuit open, probing it with one request at a time");
   } else if (now == Circuit::State::kClosed) {
     log_->info("upstream answering again: circuit closed, concurrency ramping up to {}",
@@ -265,6 +345,9 @@ void QueuedExporter::circuit_changed() {
 // Spool mode: may a worker read records into a new batch? While the circuit is open, only when
 // it would let a probe through right now; at shutdown, not once the upstream failed.
 bool QueuedExporter::may_read_spool() const noexcept {
+  if (retiring_) {
+    return false;  // the successor reads the spool now
+  }
   if (stopping_ && (circuit_.open_or_probing() || stop_failed_)) {
     return false;
   }
@@ -276,6 +359,9 @@ bool QueuedExporter::may_read_spool() const noexcept {
 asio::awaitable<QueuedExporter::Admission> QueuedExporter::admit(Worker& w,
                                                                  Clock::time_point give_up_at) {
   for (;;) {
+    if (retiring_ && (successor_ || spool_)) {
+      co_return Admission::kHandOver;
+    }
     if (expired_) {
       co_return Admission::kStop;
     }
@@ -307,9 +393,36 @@ asio::awaitable<QueuedExporter::Admission> QueuedExporter::admit(Worker& w,
   }
 }
 
+// One failed attempt: the status page's last error, and a log line for the first failure of
+// its class and then at most one a minute (with the count since the previous line).
+// `next_retry`: when the same batch is tried again; nullopt when it is not.
+void QueuedExporter::record_failure(const Attempt& a, const std::string& outcome,
+                                    std::optional<std::chrono::milliseconds> next_retry) {
+  const char* cls = failure_class_name(a.failure);
+  stats_->health.failed(a.detail, cls,
+                        next_retry ? std::chrono::system_clock::now() + *next_retry
+                                   : ExporterHealth::Time{});
+  std::uint64_t count = 0;
+  if (!upstream_log_.record(a.failure, Clock::now(), count)) {
+    return;
+  }
+  const auto level = a.failure == FailureClass::kAuth || !next_retry ? spdlog::level::err
+                                                                     : spdlog::level::warn;
+  if (next_retry) {
+    log_->log(level,
+              "export failed [{}]: {}; {} failure(s) of this kind since the last such line; {} "
+              "(next attempt in {} ms)",
+              cls, a.detail, count, outcome, next_retry->count());
+  } else {
+    log_->log(level,
+              "export failed [{}]: {}; {} failure(s) of this kind since the last such line; {}",
+              cls, a.detail, count, outcome);
+  }
+}
+
 void QueuedExporter::drop(std::uint32_t spans, const std::string& why) {
-  add(stats_.failed_spans, spans);
-  add(stats_.failed_requests);
+  add(stats_->failed_spans, spans);
+  add(stats_->failed_requests);
   done();
   std::uint64_t suppressed = 0;
   if (failure_log_.allow(suppressed)) {
@@ -323,7 +436,7 @@ asio::awaitable<void> QueuedExporter::run_worker(Worker& w) {
     try {
       co_await deliver(w, batch);
     } catch (const std::exception& e) {  // e.g. bad_alloc: give the batch up, keep the worker
-      give_up(*batch, std::string("internal error: ") + e.what());
+      give_up(batch, std::string("internal error: ") + e.what());
     }
     --holders_;
     if (batch->ticket) {
@@ -339,10 +452,11 @@ asio::awaitable<void> QueuedExporter::run_worker(Worker& w) {
     deadline_timer_.cancel();
     circuit_timer_.cancel();
     while (!queue_.empty()) {
-      give_up(*queue_.front(), "exporter stopped");
+      give_up(queue_.front(), "exporter stopped");
       queue_.pop_front();
     }
     queued_bytes_ = 0;
+    stats_->queued_bytes.store(0, std::memory_order_relaxed);
   }
 }
 
@@ -355,6 +469,7 @@ asio::awaitable<BatchPtr> QueuedExporter::next_batch(Worker& w) {
       BatchPtr b = std::move(queue_.front());
       queue_.pop_front();
       queued_bytes_ -= b->bytes.size();
+      stats_->queued_bytes.store(queued_bytes_, std::memory_order_relaxed);
       co_return b;
     }
     if (spool_ && collector_ == nullptr && may_read_spool()) {
@@ -441,7 +556,7 @@ asio::awaitable<BatchPtr> QueuedExporter::collect(Worker& w) {
   batch->bytes = std::move(bytes);
   batch->spans = static_cast<std::uint32_t>(spans);
   batch->ticket = std::make_shared<SpoolTicket>(*spool_, std::move(ids));
-  add(stats_.queued_batches);
+  add(stats_->queued_batches);
   co_return batch;
 }
 
@@ -451,10 +566,15 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
   Backoff backoff(options_.retry);
   const auto started = Clock::now();
   bool retried_stale = false;
+  bool refreshed_credentials = false;
   for (unsigned attempt = 0;; ++attempt) {
     const Admission admission = co_await admit(w, started + options_.retry.max_elapsed);
+    if (admission == Admission::kHandOver) {
+      hand_over(batch_ptr);
+      co_return;
+    }
     if (admission == Admission::kStop) {
-      give_up(batch, expired_ ? "shutdown_timeout reached before delivery"
+      give_up(batch_ptr, expired_ ? "shutdown_timeout reached before delivery"
                               : "stopping while the upstream is down");
       co_return;
     }
@@ -464,24 +584,34 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
       co_return;
     }
     if (admission == Admission::kTimedOut) {
-      give_up(batch, "retry.max_elapsed reached while the upstream is down (circuit open)");
+      give_up(batch_ptr, "retry.max_elapsed reached while the upstream is down (circuit open)");
       co_return;
     }
     if (attempt > 0) {
-      add(stats_.retries);
+      add(stats_->retries);
     }
+    const auto attempt_started = Clock::now();
     Attempt a = co_await sender_->send(w.slot, payload);
+    const auto took = Clock::now() - attempt_started;
+    stats_->request_duration.observe(took);
+    if (log_->should_log(spdlog::level::debug)) {
+      log_->debug("batch of {} span(s), {} bytes ({} on the wire): {} in {:.1f} ms",
+                  batch.spans, batch.bytes.size(), payload.size(),
+                  a.outcome == Attempt::kDelivered ? "delivered" : a.detail,
+                  std::chrono::duration<double, std::milli>(took).count());
+    }
     if (a.outcome == Attempt::kDelivered) {
+      stats_->health.succeeded();
       circuit_.succeeded();
       circuit_changed();
       if (batch.ticket) {
         batch.ticket->settle(SpoolTicket::Then::kAck);
       }
-      add(stats_.sent_spans, batch.spans);
-      add(stats_.sent_requests);
+      add(stats_->sent_spans, batch.spans);
+      add(stats_->sent_requests);
       done();
       if (a.rejected > 0) {
-        add(stats_.rejected_spans, static_cast<std::uint64_t>(a.rejected));
+        add(stats_->rejected_spans, static_cast<std::uint64_t>(a.rejected));
         log_->warn("upstream accepted the batch but rejected {} span(s): {}", a.rejected,
                    a.detail);
       }
@@ -490,16 +620,30 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
     if (expired_) {
       circuit_.abandoned();
       circuit_changed();
-      give_up(batch, "shutdown_timeout reached before delivery");
+      record_failure(a, "giving up: shutdown_timeout reached", {});
+      give_up(batch_ptr, "shutdown_timeout reached before delivery");
       co_return;
+    }
+    // 401/403 after the token file was replaced: the next attempt carries the new token.
+    if (a.failure == FailureClass::kAuth && !refreshed_credentials) {
+      refreshed_credentials = true;
+      if (sender_->refresh_credentials()) {
+        circuit_.abandoned();
+        circuit_changed();
+        record_failure(a, "credentials changed, retrying now", std::chrono::milliseconds(0));
+        continue;
+      }
     }
     if (a.outcome == Attempt::kPermanent || a.too_large) {
       circuit_.succeeded();  // the upstream answered: it is up
       circuit_changed();
       if (a.too_large && batch.spans > 1) {
+        record_failure(a, "splitting the batch", std::chrono::milliseconds(0));
         requeue_in_pieces(batch_ptr);
         co_return;
       }
+      record_failure(a, "permanent error, " + std::to_string(batch.spans) +
+                            " span(s) dropped, no retry", {});
       if (batch.ticket) {
         batch.ticket->settle(SpoolTicket::Then::kAck);  // dropped, and counted below
       }
@@ -513,27 +657,32 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
       retried_stale = true;
       continue;
     }
+    if (retiring_ && (successor_ || spool_)) {
+      circuit_.abandoned();
+      circuit_changed();
+      hand_over(batch_ptr);  // the successor retries it, with its own options
+      co_return;
+    }
     circuit_.failed(Clock::now(), a.retry_after);
     circuit_changed();
     if (!options_.retry.enabled) {
-      give_up(batch, "retryable error and retry disabled: " + a.detail);
+      record_failure(a, "retry disabled", {});
+      give_up(batch_ptr, "retryable error and retry disabled: " + a.detail);
       co_return;
     }
     if (stopping_ && spool_) {
       stop_failed_ = true;  // durable already: leave it for the next start
-      give_up(batch, "stopping, last error: " + a.detail);
+      record_failure(a, "stopping: the batch stays in the spool", {});
+      give_up(batch_ptr, "stopping, last error: " + a.detail);
       co_return;
     }
     const auto delay = a.retry_after ? *a.retry_after : backoff.next();
     if (Clock::now() - started + delay > options_.retry.max_elapsed) {
-      give_up(batch, "retry.max_elapsed reached; last error: " + a.detail);
+      record_failure(a, "retry.max_elapsed reached", {});
+      give_up(batch_ptr, "retry.max_elapsed reached; last error: " + a.detail);
       co_return;
     }
-    std::uint64_t suppressed = 0;
-    if (retry_log_.allow(suppressed)) {
-      log_->warn("export failed ({}); retrying in {} ms ({} more retries not logged)", a.detail,
-                 delay.count(), suppressed);
-    }
+    record_failure(a, "retrying", std::chrono::duration_cast<std::chrono::milliseconds>(delay));
     w.sleep.expires_after(delay);
     co_await w.sleep.async_wait(use_tuple);
   }

@@ -12,8 +12,14 @@
 //   max_bytes, timeout) and acknowledge them once delivered. Retries that run out return the
 //   records to the spool, and at shutdown anything undelivered simply stays there.
 //
-// Threading: all state lives on the io thread; submit(), shutdown() and the wake-up of
-// spool_append() post to it. spool_append() itself runs on the caller's thread.
+// Threading: all state lives on the io thread; submit(), shutdown(), retire() and the wake-up
+// of spool_append() post to it. spool_append() itself runs on the caller's thread.
+//
+// Reload: an exporter whose options changed is replaced by a new one of the same name. The
+// old one retire()s: its waiting batches go to the successor at once, and a batch in flight
+// finishes its current attempt and, if that fails, goes to the successor too (spool mode: its
+// records return to the shared spool, which the successor reads). Nothing is dropped or sent
+// twice by the handover itself. Counters (ExporterStats) are shared by the two.
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -24,6 +30,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -32,6 +39,7 @@
 #include "config/config.hpp"
 #include "exporters/exporter.hpp"
 #include "exporters/circuit.hpp"
+#include "exporters/failure_log.hpp"
 #include "exporters/sender.hpp"
 #include "spool/spool.hpp"
 
@@ -48,19 +56,37 @@ class QueuedExporter final : public Exporter {
   // queue sheds its oldest batches past max_queue_bytes only while that budget is under
   // pressure (nullptr: always), so a slow but healthy upstream keeps its backlog while memory
   // is plentiful and a dead one cannot starve the others when it is not.
+  // `stats`: counters to carry over from a predecessor (nullptr: fresh ones).
   QueuedExporter(config::Exporter options, SenderFactory make_sender,
-                 MemoryBudget* budget = nullptr);
-  // Spool mode: batches are read from `spool` (opened by the caller) within `batch` limits.
+                 MemoryBudget* budget = nullptr, std::shared_ptr<ExporterStats> stats = {});
+  // Spool mode: batches are read from `spool` (opened by the caller, possibly shared with a
+  // retiring predecessor) within `batch` limits.
   QueuedExporter(config::Exporter options, SenderFactory make_sender, MemoryBudget* budget,
-                 std::unique_ptr<Spool> spool, config::Batch batch);
+                 std::shared_ptr<Spool> spool, config::Batch batch,
+                 std::shared_ptr<ExporterStats> stats = {});
   ~QueuedExporter() override;
 
   const std::string& name() const noexcept override { return options_.name; }
   void start() override;
   void submit(BatchPtr batch) noexcept override;
   void shutdown(std::chrono::steady_clock::time_point deadline) noexcept override;
-  const ExporterStats& stats() const noexcept override { return stats_; }
+  const ExporterStats& stats() const noexcept override { return *stats_; }
+  const std::shared_ptr<ExporterStats>& shared_stats() const noexcept { return stats_; }
+  const config::Exporter& options() const noexcept { return options_; }
 
+  // Reload: stop taking new work and hand every batch that is not mid-attempt to `successor`
+  // (memory mode; called on this exporter's thread, must not block) or back to the spool
+  // (spool mode; `successor` unused). Follow with shutdown(). Blocks until it took effect.
+  using Successor = std::function<void(BatchPtr)>;
+  void retire(Successor successor);
+  // Spool mode: look at the spool now (records may have been appended through a predecessor).
+  void kick() noexcept;
+
+  // Watchdog: ping() asks the io thread to answer; responsive() is false when an earlier
+  // ping has waited longer than `patience` (the thread is stuck).
+  void ping() noexcept override;
+  bool responsive(std::chrono::steady_clock::time_point now,
+                  std::chrono::milliseconds patience) const noexcept override;
   // Spool mode only, from any thread: appends one accepted request to this exporter's spool
   // (durable per spool.fsync when it returns kOk) and wakes a worker. Counts refusals.
   AppendStatus spool_append(std::string_view request, std::uint32_t spans) noexcept;
@@ -73,11 +99,14 @@ class QueuedExporter final : public Exporter {
   boost::asio::awaitable<BatchPtr> next_batch(Worker& w);
   boost::asio::awaitable<BatchPtr> collect(Worker& w);
   boost::asio::awaitable<void> deliver(Worker& w, const BatchPtr& batch);
-  enum class Admission { kGo, kStop, kTimedOut, kYield };
+  enum class Admission { kGo, kStop, kTimedOut, kYield, kHandOver };
   boost::asio::awaitable<Admission> admit(Worker& w, std::chrono::steady_clock::time_point give_up_at);
   void circuit_changed();
   bool may_read_spool() const noexcept;
-  void give_up(const Batch& batch, const std::string& why);
+  void give_up(const BatchPtr& batch, const std::string& why);
+  void hand_over(BatchPtr batch);
+  void record_failure(const Attempt& a, const std::string& outcome,
+                      std::optional<std::chrono::milliseconds> next_retry);
   void done();  // a batch left this exporter (delivered, dropped or handed back)
   void requeue_in_pieces(const BatchPtr& batch);
   void enqueue(BatchPtr batch);
@@ -93,7 +122,7 @@ class QueuedExporter final : public Exporter {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::unique_ptr<Sender> sender_;
   MemoryBudget* budget_;
-  std::unique_ptr<Spool> spool_;  // declared before the queue: tickets ack into it
+  std::shared_ptr<Spool> spool_;  // declared before the queue: tickets ack into it
   config::Batch batch_limits_;
   Circuit circuit_;
   Circuit::State published_state_ = Circuit::State::kClosed;
@@ -110,10 +139,14 @@ class QueuedExporter final : public Exporter {
   std::size_t running_workers_ = 0;
   bool stopping_ = false;
   bool expired_ = false;
+  bool retiring_ = false;
+  Successor successor_;
   boost::asio::steady_timer deadline_timer_;
   boost::asio::steady_timer circuit_timer_;  // spool mode: the end of an open circuit's cool-down
   std::thread thread_;
-  ExporterStats stats_;
+  std::shared_ptr<ExporterStats> stats_;
+  FailureLog upstream_log_;  // one line per failure class per minute, never a first one held
+  std::atomic<std::int64_t> ping_sent_{0};  // steady-clock ns; 0: none outstanding
   RateLimit failure_log_;
   RateLimit retry_log_;
   RateLimit spool_log_;

@@ -14,8 +14,22 @@
 
 namespace spanrelay {
 
+// Why an attempt failed, for logs (one rate limit per class) and the status page.
+enum class FailureClass {
+  kNone,        // delivered
+  kAuth,        // HTTP 401/403, gRPC UNAUTHENTICATED/PERMISSION_DENIED
+  kClient,      // any other 4xx (incl. 429), gRPC codes that blame the request
+  kServer,      // 5xx, gRPC INTERNAL/UNAVAILABLE answered by the server, ...
+  kTimeout,     // no answer within `timeout`, gRPC DEADLINE_EXCEEDED
+  kConnection,  // cannot resolve/connect/keep the connection (refused, reset, closed)
+  kTls,         // TLS handshake or certificate failure
+};
+const char* failure_class_name(FailureClass c) noexcept;  // "auth", "4xx", "5xx", ...
+
 struct Attempt {
   enum Outcome { kDelivered, kRetryable, kPermanent } outcome = kRetryable;
+  FailureClass failure = FailureClass::kNone;
+  int status = 0;  // HTTP status or gRPC status code of the answer; 0: no answer
   // The upstream asked for a delay (HTTP Retry-After, gRPC RetryInfo).
   std::optional<std::chrono::milliseconds> retry_after;
   // A transport failure on a reused connection before any answer: worth one immediate retry.
@@ -39,6 +53,9 @@ class Sender {
   virtual void cancel_all() = 0;
   // Closes whatever slot `slot` keeps open (on its exit).
   virtual void close(std::size_t slot) = 0;
+  // The upstream refused our credentials (401/403): re-read them (a rotated password_file).
+  // Returns true when they changed, so one more attempt is worth making.
+  virtual bool refresh_credentials() { return false; }
   // One line for the start-up log, e.g. "https://host/otlp/v1/traces (gzip)". No secrets.
   virtual std::string describe() const = 0;
 };

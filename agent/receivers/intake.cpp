@@ -11,9 +11,8 @@ Intake::Intake(Ring<Chunk>& ring, MemoryBudget& budget, ReceiverStats& stats,
     : ring_(ring), budget_(budget), stats_(stats), notify_(std::move(notify_consumer)),
       log_(logger("intake")) {}
 
-void Intake::set_persist(Persist persist, bool forward_to_ring) {
-  persist_ = std::move(persist);
-  forward_to_ring_ = forward_to_ring;
+std::shared_ptr<const Intake::Route> Intake::set_route(Route route) {
+  return route_.exchange(std::make_shared<const Route>(std::move(route)));
 }
 
 IntakeResult Intake::submit(std::string&& request) noexcept {
@@ -58,8 +57,9 @@ IntakeResult Intake::submit(std::string&& request) noexcept {
     if (spans == 0) {
       return r;  // nothing to forward (an empty request is a valid one)
     }
-    if (persist_) {
-      const IntakeStatus persisted = persist_(request, spans);
+    const std::shared_ptr<const Route> route = route_.load();
+    if (route->persist) {
+      const IntakeStatus persisted = route->persist(request, spans);
       if (persisted == IntakeStatus::kFull) {
         add(stats_.refused_spans, spans);  // the spool logged why
         r.status = IntakeStatus::kFull;
@@ -72,7 +72,7 @@ IntakeResult Intake::submit(std::string&& request) noexcept {
         return r;
       }
     }
-    if (forward_to_ring_) {
+    if (route->forward_to_ring) {
       Chunk chunk{std::move(request), spans, std::move(lease)};
       if (!ring_.try_push(chunk)) {
         return refuse(spans);

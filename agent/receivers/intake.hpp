@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -44,7 +45,16 @@ class Intake {
   // RESOURCE_EXHAUSTED) or kTooLarge (413, never retried). Without memory exporters (`forward_to_ring` false) the
   // request then goes no further. Call before the receivers start.
   using Persist = std::function<IntakeStatus(std::string_view request, std::uint32_t spans)>;
-  void set_persist(Persist persist, bool forward_to_ring);
+  struct Route {
+    Persist persist;  // empty: memory only
+    bool forward_to_ring = true;
+  };
+  // Any time (reload): requests that start after it use the new route. Returns the old one;
+  // once its use_count() is 1, no request is still using it.
+  std::shared_ptr<const Route> set_route(Route route);
+  void set_persist(Persist persist, bool forward_to_ring) {
+    set_route(Route{std::move(persist), forward_to_ring});
+  }
 
   // `request` is a serialized ExportTraceServiceRequest (already decompressed/converted).
   IntakeResult submit(std::string&& request) noexcept;
@@ -62,8 +72,7 @@ class Intake {
   MemoryBudget& budget_;
   ReceiverStats& stats_;
   std::function<void()> notify_;
-  Persist persist_;
-  bool forward_to_ring_ = true;
+  std::atomic<std::shared_ptr<const Route>> route_{std::make_shared<const Route>()};
   std::atomic<bool> closed_{false};
   std::atomic<int> in_progress_{0};
   std::shared_ptr<spdlog::logger> log_;

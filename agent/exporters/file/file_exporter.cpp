@@ -73,24 +73,30 @@ void FileExporter::run() {
 }
 
 void FileExporter::write(const Batch& batch) {
+  const auto started = std::chrono::steady_clock::now();
   std::string line, error;
   if (!otlp::protobuf_to_json(batch.bytes, line, error)) {
     add(stats_.failed_spans, batch.spans);
     add(stats_.failed_requests);
+    stats_.health.failed("cannot render a batch as JSON: " + error, "4xx", {});
     log_->error("cannot render a batch as JSON ({}); {} span(s) dropped", error, batch.spans);
     return;
   }
   line += '\n';
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
+    const std::string why = std::strerror(errno);
     add(stats_.failed_spans, batch.spans);
     add(stats_.failed_requests);
-    log_->error("cannot write to {}: {}; {} span(s) dropped", options_.path,
-                std::strerror(errno), batch.spans);
+    stats_.health.failed("cannot write to " + options_.path + ": " + why, "io", {});
+    log_->error("cannot write to {}: {}; {} span(s) dropped", options_.path, why, batch.spans);
     std::clearerr(file_);
     return;
   }
+  stats_.request_duration.observe(std::chrono::steady_clock::now() - started);
+  stats_.health.succeeded();
   add(stats_.sent_spans, batch.spans);
   add(stats_.sent_requests);
+  log_->debug("wrote a batch of {} span(s), {} bytes as JSON", batch.spans, line.size());
 }
 
 }  // namespace spanrelay

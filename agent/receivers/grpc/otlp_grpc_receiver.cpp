@@ -146,7 +146,7 @@ class OtlpGrpcReceiver::Service final : public grpc::CallbackGenericService {
                                       "unknown method " + ctx->method() + ": spanrelay serves " +
                                           std::string(kOtlpTraceExportPath)));
     }
-    return new ExportCall(*this);
+    return new ExportCall(*this, ctx);
   }
 
  private:
@@ -158,7 +158,10 @@ class OtlpGrpcReceiver::Service final : public grpc::CallbackGenericService {
 
   class ExportCall final : public grpc::ServerGenericBidiReactor {
    public:
-    explicit ExportCall(Service& service) : service_(service) { StartRead(&request_); }
+    ExportCall(Service& service, grpc::GenericCallbackServerContext* ctx)
+        : service_(service), ctx_(ctx) {
+      StartRead(&request_);
+    }
 
     void OnReadDone(bool ok) override {
       if (!ok) {
@@ -170,7 +173,13 @@ class OtlpGrpcReceiver::Service final : public grpc::CallbackGenericService {
                             "expected one ExportTraceServiceRequest message"));
         return;
       }
+      const auto started = std::chrono::steady_clock::now();
       grpc::Status status = service_.handle(request_, response_);
+      service_.intake_.stats().grpc_duration.observe(std::chrono::steady_clock::now() - started);
+      if (!status.ok() && service_.log_->should_log(spdlog::level::debug)) {
+        service_.log_->debug("refused a call from {}: {} {}", ctx_->peer(),
+                             static_cast<int>(status.error_code()), status.error_message());
+      }
       if (status.ok()) {
         StartWriteAndFinish(&response_, grpc::WriteOptions(), status);
       } else {
@@ -185,6 +194,7 @@ class OtlpGrpcReceiver::Service final : public grpc::CallbackGenericService {
 
    private:
     Service& service_;
+    grpc::GenericCallbackServerContext* ctx_;
     grpc::ByteBuffer request_;
     grpc::ByteBuffer response_;
   };
@@ -237,6 +247,7 @@ class OtlpGrpcReceiver::Service final : public grpc::CallbackGenericService {
   }
 
   Intake& intake_;
+  std::shared_ptr<spdlog::logger> log_ = logger("receiver.grpc");
   const std::size_t max_message_bytes_;
   const std::string too_large_;
 };

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "common/log.hpp"
 #include "config/config.hpp"
 #include "receivers/http/server.hpp"
 #include "receivers/intake.hpp"
@@ -21,9 +22,12 @@ class OtlpHttpReceiver {
   Response handle(Request& request, RequestProblem problem);
 
  private:
+  Response timed(Request& request, RequestProblem problem);
+
   config::HttpReceiver options_;
   Intake& intake_;
   Server server_;
+  std::shared_ptr<spdlog::logger> log_;
 };
 
 }  // namespace spanrelay::http
