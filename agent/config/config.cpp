@@ -477,6 +477,7 @@ void read_auth(Context& ctx, Reader& r, Auth& auth) {
       r.fail_at("password_file", path + " is empty");
     }
     auth.password_source = "file " + path;
+    auth.password_file = path;
   }
   r.finish();
 }

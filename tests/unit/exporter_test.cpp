@@ -514,3 +514,339 @@ TEST_CASE("gRPC statuses map to retryable and permanent per OTLP", "[exporter][g
   REQUIRE(a.outcome == Attempt::kRetryable);
   REQUIRE(a.retry_after == std::chrono::milliseconds(2500));
 }
+
+// ==== The senders' failure classification and credential refresh, against loopback servers ====
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include "common/base64.hpp"
+#include "exporters/otlp_http/http_sender.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+// An HTTP/1.1 server on 127.0.0.1:<ephemeral> answering each request with the status that
+// `respond` picks from its Authorization header; it records those headers. With `silent` it
+// reads requests and never answers; with `garbage` it answers anything with a plain-text HTTP
+// response and closes (what a TLS client gets from a plain server).
+class LoopbackServer {
+ public:
+  enum Mode { kAnswer, kSilent, kGarbage };
+  explicit LoopbackServer(std::function<unsigned(const std::string&)> respond, Mode mode = kAnswer)
+      : respond_(std::move(respond)), mode_(mode) {
+    acceptor_.open(tcp::v4());
+    acceptor_.bind({asio::ip::address_v4::loopback(), 0});
+    acceptor_.listen();
+    asio::co_spawn(ioc_, accept_loop(), asio::detached);
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+  ~LoopbackServer() {
+    ioc_.stop();
+    thread_.join();
+  }
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  std::vector<std::string> authorizations() {
+    std::lock_guard lock(m_);
+    return authorizations_;
+  }
+
+ private:
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
+      if (ec) {
+        co_return;
+      }
+      asio::co_spawn(ioc_, serve(std::move(socket)), asio::detached);
+    }
+  }
+  asio::awaitable<void> serve(tcp::socket socket) {
+    constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
+    beast::flat_buffer buffer;
+    if (mode_ == kGarbage) {
+      co_await socket.async_read_some(buffer.prepare(4096), tuple);
+      const std::string reply = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+      co_await asio::async_write(socket, asio::buffer(reply), tuple);
+      co_return;
+    }
+    for (;;) {
+      http::request<http::string_body> req;
+      auto [ec, n] = co_await http::async_read(socket, buffer, req, tuple);
+      if (ec) {
+        co_return;
+      }
+      const std::string auth(req[http::field::authorization]);
+      {
+        std::lock_guard lock(m_);
+        authorizations_.push_back(auth);
+      }
+      if (mode_ == kSilent) {
+        kept_.push_back(std::move(socket));  // held open, never answered
+        co_return;
+      }
+      http::response<http::string_body> res{static_cast<http::status>(respond_(auth)), 11};
+      res.set(http::field::content_type, "text/plain");
+      res.body() = "answer from the loopback server";
+      res.keep_alive(true);
+      res.prepare_payload();
+      auto [wec, w] = co_await http::async_write(socket, res, tuple);
+      if (wec) {
+        co_return;
+      }
+    }
+  }
+
+  asio::io_context ioc_;
+  tcp::acceptor acceptor_{ioc_};
+  std::function<unsigned(const std::string&)> respond_;
+  Mode mode_;
+  std::mutex m_;
+  std::vector<std::string> authorizations_;
+  std::vector<tcp::socket> kept_;
+  std::thread thread_;
+};
+
+// A loopback port nothing listens on (bound a moment ago, then closed).
+std::uint16_t closed_port() {
+  asio::io_context ioc;
+  tcp::acceptor a(ioc, {asio::ip::address_v4::loopback(), 0});
+  return a.local_endpoint().port();
+}
+
+config::Exporter http_options(std::uint16_t port, bool tls = false) {
+  config::Exporter o;
+  o.name = "classify";
+  o.type = config::ExporterType::otlp_http;
+  o.endpoint.tls = tls;
+  o.endpoint.host = "127.0.0.1";
+  o.endpoint.port = port;
+  o.endpoint.traces_target = "/otlp/v1/traces";
+  o.endpoint.text = std::string(tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(port) +
+                    "/otlp";
+  o.gzip = false;
+  o.timeout = 2s;
+  o.max_in_flight = 1;
+  return o;
+}
+
+// One send() of `sender`, run to completion on `ioc` in this thread.
+Attempt send_once(asio::io_context& ioc, Sender& sender) {
+  std::string payload = "spans";
+  std::optional<Attempt> out;
+  asio::co_spawn(
+      ioc, [&]() -> asio::awaitable<void> { out = co_await sender.send(0, payload); },
+      asio::detached);
+  ioc.restart();
+  ioc.run();
+  REQUIRE(out.has_value());
+  return *out;
+}
+
+std::string basic_of(const std::string& token) {
+  return "Basic " + base64_encode("123456:" + token);
+}
+
+}  // namespace
+
+TEST_CASE("HttpSender classifies each HTTP answer", "[exporter][http][classify]") {
+  struct Case {
+    unsigned status;
+    Attempt::Outcome outcome;
+    FailureClass failure;
+  };
+  const auto c = GENERATE(values<Case>({
+      {200, Attempt::kDelivered, FailureClass::kNone},
+      {401, Attempt::kPermanent, FailureClass::kAuth},
+      {403, Attempt::kPermanent, FailureClass::kAuth},
+      {400, Attempt::kPermanent, FailureClass::kClient},
+      {413, Attempt::kPermanent, FailureClass::kClient},
+      {429, Attempt::kRetryable, FailureClass::kClient},
+      {500, Attempt::kPermanent, FailureClass::kServer},
+      {503, Attempt::kRetryable, FailureClass::kServer},
+  }));
+  LoopbackServer server([&](const std::string&) { return c.status; });
+  asio::io_context ioc;
+  const auto o = http_options(server.port());
+  HttpSender sender(ioc, o);
+  const Attempt a = send_once(ioc, sender);
+  INFO("HTTP " << c.status << ": " << a.detail);
+  CHECK(a.outcome == c.outcome);
+  CHECK(a.failure == c.failure);
+  CHECK(a.status == static_cast<int>(c.status));
+  if (c.status != 200) {
+    CHECK_THAT(a.detail, Catch::StartsWith("HTTP " + std::to_string(c.status) + " "));
+    CHECK_THAT(a.detail, Catch::Contains("answer from the loopback server"));
+  }
+  if (c.status == 503) {
+    CHECK(a.detail == "HTTP 503 Service Unavailable: answer from the loopback server");
+  }
+}
+
+TEST_CASE("HttpSender classifies transport failures", "[exporter][http][classify]") {
+  asio::io_context ioc;
+  SECTION("connection refused") {
+    const auto o = http_options(closed_port());
+    HttpSender sender(ioc, o);
+    const Attempt a = send_once(ioc, sender);
+    INFO(a.detail);
+    CHECK(a.outcome == Attempt::kRetryable);
+    CHECK(a.failure == FailureClass::kConnection);
+    CHECK(a.status == 0);
+    CHECK_THAT(a.detail, Catch::Contains("refused"));
+  }
+  SECTION("no answer within the timeout") {
+    LoopbackServer server([](const std::string&) { return 200u; }, LoopbackServer::kSilent);
+    auto o = http_options(server.port());
+    o.timeout = 300ms;
+    HttpSender sender(ioc, o);
+    const auto start = Clock::now();
+    const Attempt a = send_once(ioc, sender);
+    INFO(a.detail);
+    CHECK(Clock::now() - start < 5s);
+    CHECK(a.outcome == Attempt::kRetryable);
+    CHECK(a.failure == FailureClass::kTimeout);
+    CHECK(a.status == 0);
+    CHECK_THAT(a.detail, Catch::StartsWith("timeout after 300ms"));
+  }
+  SECTION("TLS to a server that does not speak it") {
+    LoopbackServer server([](const std::string&) { return 200u; }, LoopbackServer::kGarbage);
+    const auto o = http_options(server.port(), true);
+    HttpSender sender(ioc, o);
+    const Attempt a = send_once(ioc, sender);
+    INFO(a.detail);
+    CHECK(a.outcome == Attempt::kRetryable);
+    CHECK(a.failure == FailureClass::kTls);
+    CHECK_THAT(a.detail, Catch::StartsWith("TLS handshake with 127.0.0.1:"));
+  }
+}
+
+TEST_CASE("HttpSender: after a 401, refresh_credentials() takes the rotated password_file",
+          "[exporter][http][credentials]") {
+  testing::TempDir dir;
+  const auto token = dir.path() / "token";
+  const auto write = [&](const std::string& content) {
+    const auto tmp = dir.path() / "token.tmp";
+    std::ofstream(tmp) << content;
+    std::filesystem::rename(tmp, token);
+  };
+  write("tokenA\n");
+  std::atomic<bool> accept_b{false};
+  LoopbackServer server([&](const std::string& auth) {
+    return auth == basic_of(accept_b ? "tokenB" : "tokenA") ? 200u : 401u;
+  });
+  auto o = http_options(server.port());
+  o.auth.enabled = true;
+  o.auth.username = "123456";
+  o.auth.password = "tokenA";
+  o.auth.password_source = "file " + token.string();
+  o.auth.password_file = token.string();
+  asio::io_context ioc;
+  HttpSender sender(ioc, o);
+  CHECK(sender.describe().find("tokenA") == std::string::npos);
+
+  CHECK(send_once(ioc, sender).outcome == Attempt::kDelivered);
+  accept_b = true;  // the upstream has the new token, the agent not yet
+  const Attempt refused = send_once(ioc, sender);
+  CHECK(refused.failure == FailureClass::kAuth);
+  CHECK(refused.status == 401);
+  CHECK(refused.outcome == Attempt::kPermanent);
+  CHECK_FALSE(sender.refresh_credentials());  // the file has not changed
+
+  write("tokenB\n");
+  CHECK(sender.refresh_credentials());
+  CHECK_FALSE(sender.refresh_credentials());
+  const Attempt retried = send_once(ioc, sender);
+  CHECK(retried.outcome == Attempt::kDelivered);
+  CHECK(retried.status == 200);
+  const auto seen = server.authorizations();
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0] == basic_of("tokenA"));
+  CHECK(seen[1] == basic_of("tokenA"));
+  CHECK(seen[2] == basic_of("tokenB"));
+  CHECK(refused.detail.find(base64_encode("123456:tokenA")) == std::string::npos);
+}
+
+TEST_CASE("gRPC statuses map to failure classes", "[exporter][grpc][classify]") {
+  using grpc::StatusCode;
+  const auto class_of = [](StatusCode code, const std::string& message = "x") {
+    return classify_grpc_status(grpc::Status(code, message)).failure;
+  };
+  CHECK(class_of(StatusCode::UNAUTHENTICATED) == FailureClass::kAuth);
+  CHECK(class_of(StatusCode::PERMISSION_DENIED) == FailureClass::kAuth);
+  CHECK(class_of(StatusCode::DEADLINE_EXCEEDED) == FailureClass::kTimeout);
+  for (auto code : {StatusCode::INVALID_ARGUMENT, StatusCode::NOT_FOUND,
+                    StatusCode::RESOURCE_EXHAUSTED, StatusCode::FAILED_PRECONDITION,
+                    StatusCode::OUT_OF_RANGE, StatusCode::UNIMPLEMENTED,
+                    StatusCode::ALREADY_EXISTS, StatusCode::ABORTED}) {
+    INFO("code " << code);
+    CHECK(class_of(code) == FailureClass::kClient);
+  }
+  for (auto code : {StatusCode::INTERNAL, StatusCode::UNKNOWN, StatusCode::DATA_LOSS,
+                    StatusCode::CANCELLED}) {
+    INFO("code " << code);
+    CHECK(class_of(code) == FailureClass::kServer);
+  }
+  // UNAVAILABLE: the client's transport names its failures; a server's is 5xx.
+  CHECK(class_of(StatusCode::UNAVAILABLE, "server is shutting down") == FailureClass::kServer);
+  CHECK(class_of(StatusCode::UNAVAILABLE,
+                 "failed to connect to all addresses; last error: UNKNOWN: "
+                 "ipv4:127.0.0.1:9: Failed to connect to remote host: Connection refused") ==
+        FailureClass::kConnection);
+  CHECK(class_of(StatusCode::UNAVAILABLE, "Socket closed") == FailureClass::kConnection);
+  CHECK(class_of(StatusCode::UNAVAILABLE,
+                 "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:9: "
+                 "Ssl handshake failed: SSL_ERROR_SSL: CERTIFICATE_VERIFY_FAILED") ==
+        FailureClass::kTls);
+
+  const Attempt a = classify_grpc_status(grpc::Status(StatusCode::UNAVAILABLE, "overloaded"));
+  CHECK(a.status == 14);
+  CHECK(a.detail == "gRPC UNAVAILABLE: overloaded");
+  CHECK(classify_grpc_status(grpc::Status::OK).failure == FailureClass::kNone);
+  CHECK(std::string(failure_class_name(FailureClass::kAuth)) == "auth");
+  CHECK(std::string(failure_class_name(FailureClass::kClient)) == "4xx");
+  CHECK(std::string(failure_class_name(FailureClass::kServer)) == "5xx");
+  CHECK(std::string(failure_class_name(FailureClass::kTimeout)) == "timeout");
+  CHECK(std::string(failure_class_name(FailureClass::kConnection)) == "connection");
+  CHECK(std::string(failure_class_name(FailureClass::kTls)) == "tls");
+  CHECK(std::string(failure_class_name(FailureClass::kNone)) == "none");
+}
+
+TEST_CASE("GrpcSender classifies a refused connection and a failed TLS handshake",
+          "[exporter][grpc][classify]") {
+  asio::io_context ioc;
+  SECTION("connection refused") {
+    auto o = http_options(closed_port());
+    o.type = config::ExporterType::otlp_grpc;
+    GrpcSender sender(ioc, o);
+    const Attempt a = send_once(ioc, sender);
+    INFO(a.detail);
+    CHECK(a.outcome == Attempt::kRetryable);
+    CHECK(a.failure == FailureClass::kConnection);
+    CHECK(a.status == 14);
+    CHECK_THAT(a.detail, Catch::StartsWith("gRPC UNAVAILABLE: "));
+  }
+  SECTION("TLS to a server that does not speak it") {
+    LoopbackServer server([](const std::string&) { return 200u; }, LoopbackServer::kGarbage);
+    auto o = http_options(server.port(), true);
+    o.type = config::ExporterType::otlp_grpc;
+    GrpcSender sender(ioc, o);
+    const Attempt a = send_once(ioc, sender);
+    INFO(a.detail);
+    CHECK(a.outcome == Attempt::kRetryable);
+    CHECK(a.failure == FailureClass::kTls);
+  }
+}

@@ -12,7 +12,12 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/base64.hpp"
+#include <algorithm>
+#include <cctype>
+#include <initializer_list>
+#include <string_view>
+
+#include "common/log.hpp"
 #include "google/rpc/status.pb.h"
 #include "otlp/responses.hpp"
 
@@ -33,14 +38,97 @@ struct GrpcSender::Call {
   asio::steady_timer done_signal;  // cancelled when the call completes
 };
 
+namespace {
+
+const char* code_name(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "status";
+  }
+}
+
+bool contains_any(const std::string& text, std::initializer_list<std::string_view> needles) {
+  std::string lower = text;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return std::any_of(needles.begin(), needles.end(), [&](std::string_view n) {
+    return lower.find(n) != std::string::npos;
+  });
+}
+
+// UNAVAILABLE: gRPC's own transport failures name themselves in the message (core's wording);
+// a server's UNAVAILABLE (overloaded, draining) says something else.
+FailureClass class_of_unavailable(const grpc::Status& status) {
+  const std::string& m = status.error_message();
+  if (contains_any(m, {"handshake", "ssl", "certificate"})) {
+    return FailureClass::kTls;
+  }
+  if (contains_any(m, {"failed to connect", "connection refused", "connect failed",
+                       "dns resolution failed", "name resolution", "socket closed",
+                       "connection reset", "broken pipe", "endpoint read failed",
+                       "endpoint closing", "empty address list", "connection attempt timed out",
+                       "failed to pick subchannel", "goaway", "keepalive watchdog"})) {
+    return FailureClass::kConnection;
+  }
+  return FailureClass::kServer;
+}
+
+FailureClass class_of_code(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return FailureClass::kAuth;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return FailureClass::kTimeout;
+    case grpc::StatusCode::UNAVAILABLE:
+      return class_of_unavailable(status);
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return FailureClass::kClient;
+    default:  // INTERNAL, UNKNOWN, DATA_LOSS, CANCELLED
+      return FailureClass::kServer;
+  }
+}
+
+}  // namespace
+
 Attempt classify_grpc_status(const grpc::Status& status) {
   Attempt a;
+  a.status = static_cast<int>(status.error_code());
   if (status.ok()) {
     a.outcome = Attempt::kDelivered;
     return a;
   }
-  a.detail = "gRPC status " + std::to_string(status.error_code()) + ": " +
-             status.error_message().substr(0, 256);
+  a.failure = class_of_code(status);
+  std::string message = status.error_message().substr(0, 256);
+  for (char& c : message) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      c = '.';
+    }
+  }
+  a.detail = std::string("gRPC ") + code_name(status.error_code()) + ": " + message;
   std::optional<std::chrono::milliseconds> delay;
   if (!status.error_details().empty()) {
     google::rpc::Status details;
@@ -93,7 +181,8 @@ std::string read_file(const std::string& path) {
 }  // namespace
 
 GrpcSender::GrpcSender(asio::io_context& ioc, const config::Exporter& options)
-    : ioc_(ioc), options_(options) {
+    : ioc_(ioc), options_(options),
+      credentials_(options.auth, logger("exporter." + options.name)) {
   // Metadata is the same for every call: gRPC wants lower-case keys.
   for (const auto& [name, value] : options_.headers) {
     std::string key = name;
@@ -101,10 +190,6 @@ GrpcSender::GrpcSender(asio::io_context& ioc, const config::Exporter& options)
       ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     }
     metadata_.emplace_back(std::move(key), value);
-  }
-  if (options_.auth.enabled) {
-    metadata_.emplace_back("authorization", "Basic " + base64_encode(options_.auth.username +
-                                                                     ":" + options_.auth.password));
   }
   const auto& url = options_.endpoint;
   const std::string target = config::host_port(url.host, url.port);
@@ -142,6 +227,8 @@ std::string GrpcSender::describe() const {
          ")";
 }
 
+bool GrpcSender::refresh_credentials() { return credentials_.refresh(); }
+
 void GrpcSender::cancel_all() {
   for (const auto& call : in_flight_) {
     call->context.TryCancel();
@@ -156,6 +243,9 @@ asio::awaitable<Attempt> GrpcSender::send(std::size_t, std::string& payload) {
   }
   for (const auto& [key, value] : metadata_) {
     call->context.AddMetadata(key, value);
+  }
+  if (credentials_.enabled()) {
+    call->context.AddMetadata("authorization", credentials_.authorization());
   }
   grpc::Slice slice(payload.data(), payload.size());
   call->request = grpc::ByteBuffer(&slice, 1);
@@ -174,7 +264,10 @@ asio::awaitable<Attempt> GrpcSender::send(std::size_t, std::string& payload) {
     co_await call->done_signal.async_wait(use_tuple);
   }
   in_flight_.erase(call);
-  Attempt a = classify_grpc_status(call->status);
+  std::string message = call->status.error_message();
+  credentials_.redact(message);  // a server's message may echo the request's metadata
+  Attempt a = classify_grpc_status(
+      grpc::Status(call->status.error_code(), message, call->status.error_details()));
   if (a.outcome == Attempt::kDelivered) {
     std::vector<grpc::Slice> slices;
     std::string body;

@@ -4,6 +4,15 @@
 // compression. Retryable: UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, DATA_LOSS,
 // CANCELLED, and RESOURCE_EXHAUSTED only when the status carries RetryInfo (whose delay is
 // honoured). Everything else is permanent.
+//
+// Failure classes (Attempt::status is the gRPC code): UNAUTHENTICATED, PERMISSION_DENIED auth;
+// INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, RESOURCE_EXHAUSTED, FAILED_PRECONDITION,
+// ABORTED, OUT_OF_RANGE, UNIMPLEMENTED 4xx; DEADLINE_EXCEEDED timeout; INTERNAL, UNKNOWN,
+// DATA_LOSS, CANCELLED 5xx. UNAVAILABLE comes both from gRPC's own transport (the call never
+// reached a server, or lost its connection) and from a server that is overloaded or going
+// away; they are told apart by gRPC's message: a transport failure names itself ("failed to
+// connect to all addresses", "Connection refused", "Socket closed", ...) and is connection, or
+// tls when the handshake or the certificate failed; any other UNAVAILABLE is 5xx.
 
 #include <grpcpp/channel.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -17,6 +26,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "exporters/credentials.hpp"
 #include "exporters/sender.hpp"
 
 namespace spanrelay {
@@ -34,6 +44,7 @@ class GrpcSender final : public Sender {
   boost::asio::awaitable<Attempt> send(std::size_t slot, std::string& payload) override;
   void cancel_all() override;
   void close(std::size_t) override {}
+  bool refresh_credentials() override;
   std::string describe() const override;
 
  private:
@@ -41,8 +52,9 @@ class GrpcSender final : public Sender {
 
   boost::asio::io_context& ioc_;
   const config::Exporter& options_;
-  // Headers (lower-cased) and the Basic authorization: secret values, never logged.
+  // Headers (lower-cased): values may be secret, never logged.
   std::vector<std::pair<std::string, std::string>> metadata_;
+  Credentials credentials_;  // the Basic authorization, added to each call
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<grpc::GenericStub> stub_;
   std::set<std::shared_ptr<Call>> in_flight_;

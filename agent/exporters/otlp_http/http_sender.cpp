@@ -10,8 +10,8 @@
 
 #include <optional>
 
-#include "common/base64.hpp"
 #include "exporters/retry.hpp"
+#include "google/rpc/status.pb.h"
 #include "otlp/responses.hpp"
 
 namespace spanrelay {
@@ -56,15 +56,44 @@ std::string excerpt(std::string_view body) {
   return out;
 }
 
+// What an error answer says: the message of a google.rpc.Status (the OTLP error body), else
+// the body as printable text.
+std::string error_message(const http::response<http::string_body>& res) {
+  const auto type = res[http::field::content_type];
+  if (type.starts_with("application/x-protobuf") || type.starts_with("application/protobuf")) {
+    google::rpc::Status status;
+    if (status.ParseFromString(res.body()) && !status.message().empty()) {
+      return excerpt(status.message());
+    }
+  }
+  return excerpt(res.body());
+}
+
+// "10s", "1500ms".
+std::string format_timeout(std::chrono::milliseconds t) {
+  return t.count() % 1000 == 0 ? std::to_string(t.count() / 1000) + "s"
+                               : std::to_string(t.count()) + "ms";
+}
+
+bool is_tls_error(const beast::error_code& ec) {
+  return ec.category() == asio::error::get_ssl_category();
+}
+
+FailureClass class_of_status(unsigned status) {
+  if (status == 401 || status == 403) {
+    return FailureClass::kAuth;
+  }
+  // Anything else that is neither 2xx nor 5xx blames the request: 4xx, and a 1xx or 3xx (a
+  // redirect means the endpoint is wrong) too.
+  return status >= 500 ? FailureClass::kServer : FailureClass::kClient;
+}
+
 }  // namespace
 
 HttpSender::HttpSender(asio::io_context& ioc, const config::Exporter& options)
     : ioc_(ioc), options_(options), log_(logger("exporter." + options.name)),
-      ssl_(asio::ssl::context::tls_client), host_header_(host_header(options.endpoint)) {
-  if (options_.auth.enabled) {
-    authorization_ =
-        "Basic " + base64_encode(options_.auth.username + ":" + options_.auth.password);
-  }
+      ssl_(asio::ssl::context::tls_client), credentials_(options.auth, log_),
+      host_header_(host_header(options.endpoint)) {
   if (options_.endpoint.tls) {
     ssl_.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                      asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
@@ -118,21 +147,26 @@ void HttpSender::cancel_all() {
 
 void HttpSender::close(std::size_t slot) { connections_.at(slot)->reset(); }
 
+bool HttpSender::refresh_credentials() { return credentials_.refresh(); }
+
 asio::awaitable<bool> HttpSender::connect(Connection& c, Clock::time_point deadline,
-                                          std::string& error) {
+                                          Attempt& failed) {
   const auto& url = options_.endpoint;
+  failed.outcome = Attempt::kRetryable;
+  failed.failure = FailureClass::kConnection;
   tcp::resolver resolver(ioc_);
   auto [rec, results] = co_await resolver.async_resolve(url.host, std::to_string(url.port),
                                                          use_tuple);
   if (rec) {
-    error = "cannot resolve " + url.host + ": " + rec.message();
+    failed.detail = "cannot resolve " + url.host + ": " + rec.message();
     co_return false;
   }
   const std::string& name = options_.tls.server_name.empty() ? url.host : options_.tls.server_name;
   if (url.tls) {
     c.tls.emplace(ioc_, ssl_);
     if (!SSL_set_tlsext_host_name(c.tls->native_handle(), name.c_str())) {
-      error = "cannot set the TLS server name";
+      failed.failure = FailureClass::kTls;
+      failed.detail = "TLS: cannot set the server name " + name;
       c.reset();
       co_return false;
     }
@@ -146,15 +180,28 @@ asio::awaitable<bool> HttpSender::connect(Connection& c, Clock::time_point deadl
   auto [cec, ep] = co_await c.transport().async_connect(results, use_tuple);
   (void)ep;
   if (cec) {
-    error = "cannot connect to " + host_header_ + ": " +
-            (cec == beast::error::timeout ? "timed out" : cec.message());
+    // A connect that times out is a connection failure (unreachable), not a slow answer.
+    failed.detail = "cannot connect to " + host_header_ + ": " +
+                    (cec == beast::error::timeout
+                         ? "no answer within " + format_timeout(options_.timeout)
+                         : cec.message());
     c.reset();
     co_return false;
   }
   if (c.tls) {
     auto [hec] = co_await c.tls->async_handshake(asio::ssl::stream_base::client, use_tuple);
     if (hec) {
-      error = "TLS handshake with " + host_header_ + " failed: " + hec.message();
+      if (hec == beast::error::timeout) {
+        failed.failure = FailureClass::kTimeout;
+        failed.detail = "TLS handshake with " + host_header_ + ": timeout after " +
+                        format_timeout(options_.timeout);
+      } else if (is_tls_error(hec)) {
+        failed.failure = FailureClass::kTls;
+        failed.detail = "TLS handshake with " + host_header_ + " failed: " + hec.message();
+      } else {  // closed or reset by the server during the handshake
+        failed.detail = "connection to " + host_header_ + " lost in the TLS handshake: " +
+                        hec.message();
+      }
       c.reset();
       co_return false;
     }
@@ -167,11 +214,9 @@ asio::awaitable<Attempt> HttpSender::send(std::size_t slot, std::string& payload
   const auto deadline = Clock::now() + options_.timeout;
   const bool reused = c.open();
   if (!reused) {
-    std::string error;
-    if (!co_await connect(c, deadline, error)) {
-      Attempt a;
-      a.detail = error;
-      co_return a;
+    Attempt failed;
+    if (!co_await connect(c, deadline, failed)) {
+      co_return failed;
     }
   }
   c.transport().expires_at(deadline);
@@ -192,8 +237,8 @@ asio::awaitable<Attempt> HttpSender::exchange(Connection& c, std::string& body) 
   for (const auto& [k, v] : options_.headers) {
     req.set(k, v);
   }
-  if (!authorization_.empty()) {
-    req.set(http::field::authorization, authorization_);
+  if (credentials_.enabled()) {
+    req.set(http::field::authorization, credentials_.authorization());
   }
   req.keep_alive(true);
   req.body() = std::move(body);
@@ -226,8 +271,19 @@ asio::awaitable<Attempt> HttpSender::exchange(Connection& c, std::string& body) 
     a.stale_connection = !timeout && (!wrote || ec == http::error::end_of_stream ||
                                       ec == asio::error::eof ||
                                       ec == asio::error::connection_reset);
-    a.detail = timeout ? "no response within " + std::to_string(options_.timeout.count()) + " ms"
-                       : "request failed: " + ec.message();
+    if (timeout) {
+      a.failure = FailureClass::kTimeout;
+      a.detail = "timeout after " + format_timeout(options_.timeout) + " waiting for " +
+                 host_header_;
+    } else if (is_tls_error(ec)) {
+      a.failure = FailureClass::kTls;
+      a.detail = "TLS: " + ec.message();
+    } else {
+      a.failure = FailureClass::kConnection;
+      a.detail = (a.stale_connection ? "connection closed before the response: "
+                                     : "request failed: ") +
+                 ec.message();
+    }
     co_return a;
   }
   auto& res = parser.get();
@@ -235,6 +291,7 @@ asio::awaitable<Attempt> HttpSender::exchange(Connection& c, std::string& body) 
     c.reset();
   }
   const unsigned status = res.result_int();
+  a.status = static_cast<int>(status);
   if (status >= 200 && status < 300) {
     a.outcome = Attempt::kDelivered;
     std::string message;
@@ -243,7 +300,13 @@ asio::awaitable<Attempt> HttpSender::exchange(Connection& c, std::string& body) 
     }
     co_return a;
   }
-  a.detail = "HTTP " + std::to_string(status) + " " + excerpt(res.body());
+  credentials_.redact(res.body());  // an upstream or proxy may echo the request's headers
+  a.failure = class_of_status(status);
+  const auto reason = res.reason().empty() ? http::obsolete_reason(res.result()) : res.reason();
+  a.detail = "HTTP " + std::to_string(status) + " " + std::string(reason.data(), reason.size());
+  if (std::string message = error_message(res); !message.empty()) {
+    a.detail += ": " + message;
+  }
   a.too_large = status == 413 ||
                 (status == 429 && res.body().find("larger than max") != std::string::npos);
   if (is_retryable_http_status(status)) {

@@ -1,7 +1,13 @@
 #pragma once
 // OTLP/HTTP protobuf over HTTP/1.1 or HTTPS: one kept-alive connection per worker slot,
-// gzip, Basic auth and free headers. Statuses 429/502/503/504 and transport errors are
-// retryable (with Retry-After), every other non-2xx is permanent.
+// gzip, Basic auth (re-read from a rotated password_file) and free headers. Statuses
+// 429/502/503/504 and transport errors are retryable (with Retry-After), every other non-2xx is
+// permanent.
+//
+// Failure classes: 401/403 auth; other 1xx/3xx/4xx (413, 429, a redirect) 4xx; 5xx 5xx; no
+// answer within `timeout` timeout; resolving, connecting (refused, unreachable, or no answer to
+// the SYN within `timeout`), and a connection reset or closed before the answer, connection;
+// a TLS handshake, certificate or TLS record failure, tls.
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -11,6 +17,7 @@
 
 #include "common/log.hpp"
 #include "config/config.hpp"
+#include "exporters/credentials.hpp"
 #include "exporters/sender.hpp"
 #include "otlp/compression.hpp"
 
@@ -26,21 +33,23 @@ class HttpSender final : public Sender {
   boost::asio::awaitable<Attempt> send(std::size_t slot, std::string& payload) override;
   void cancel_all() override;
   void close(std::size_t slot) override;
+  bool refresh_credentials() override;
   std::string describe() const override;
 
  private:
   struct Connection;
 
+  // False with `failed` filled in (class, detail) when no connection could be made.
   boost::asio::awaitable<bool> connect(Connection& c,
                                        std::chrono::steady_clock::time_point deadline,
-                                       std::string& error);
+                                       Attempt& failed);
   boost::asio::awaitable<Attempt> exchange(Connection& c, std::string& body);
 
   boost::asio::io_context& ioc_;
   const config::Exporter& options_;
   std::shared_ptr<spdlog::logger> log_;
   boost::asio::ssl::context ssl_;
-  std::string authorization_;  // "Basic ...": secret, never logged
+  Credentials credentials_;  // the "Basic ..." header: secret, never logged
   std::string host_header_;
   otlp::GzipCompressor gzip_;
   std::vector<std::unique_ptr<Connection>> connections_;
