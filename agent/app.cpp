@@ -353,7 +353,9 @@ Probe Agent::ready() const {
   if (intake_.closed()) {
     return {false, "draining"};
   }
-  if (budget_.used() >= budget_.limit() - budget_.limit() / 20) {
+  // Full now, or a request was refused for want of memory a moment ago.
+  if (budget_.used() >= budget_.limit() - budget_.limit() / 20 ||
+      Clock::now() - intake_.last_full() < std::chrono::seconds(2)) {
     return {false, "memory buffer full"};
   }
   return {true, "ready"};
@@ -710,10 +712,10 @@ int Agent::run() {
   if (sd_watchdog_enabled(0, &watchdog_usec) <= 0) {
     watchdog_usec = 0;
   }
+  sd_notify(0, "READY=1\nSTATUS=running");
   std::thread watchdog([this, watchdog_usec] {
     watchdog_loop(std::chrono::microseconds(watchdog_usec));
   });
-  sd_notify(0, "READY=1\nSTATUS=running");
   log_->info("spanrelay {} running ({} exporter(s)); config {}", SPANRELAY_VERSION,
              exporters_->all.size(), config_.source);
 

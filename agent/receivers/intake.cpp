@@ -91,6 +91,8 @@ IntakeResult Intake::submit(std::string&& request) noexcept {
 
 IntakeResult Intake::refuse(std::uint32_t spans) noexcept {
   add(stats_.refused_spans, spans);
+  last_full_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                   std::memory_order_relaxed);
   std::uint64_t suppressed = 0;
   if (full_warning_.allow(suppressed)) {
     log_->warn("buffer full ({} of {} bytes used): refusing requests with 429/"

@@ -5,6 +5,7 @@
 // one set of counters.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -64,6 +65,11 @@ class Intake {
   bool closed() const noexcept { return closed_.load(); }
 
   ReceiverStats& stats() noexcept { return stats_; }
+  // When a request was last refused for want of memory (buffer or ring full); epoch if never.
+  std::chrono::steady_clock::time_point last_full() const noexcept {
+    return std::chrono::steady_clock::time_point(
+        std::chrono::steady_clock::duration(last_full_.load(std::memory_order_relaxed)));
+  }
 
  private:
   IntakeResult refuse(std::uint32_t spans) noexcept;
@@ -74,6 +80,7 @@ class Intake {
   std::function<void()> notify_;
   std::atomic<std::shared_ptr<const Route>> route_{std::make_shared<const Route>()};
   std::atomic<bool> closed_{false};
+  std::atomic<std::chrono::steady_clock::rep> last_full_{0};
   std::atomic<int> in_progress_{0};
   std::shared_ptr<spdlog::logger> log_;
   RateLimit full_warning_;

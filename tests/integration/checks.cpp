@@ -1,5 +1,7 @@
 #include "integration/checks.hpp"
 
+#include <map>
+
 #include <boost/json.hpp>
 
 namespace it {
@@ -60,6 +62,81 @@ void check_no_secret(const std::string& output) {
 
 std::string exporter_series(std::string_view metric, std::string_view exporter) {
   return std::string(metric) + "{exporter=\"" + std::string(exporter) + "\"}";
+}
+
+Load::Load(std::uint16_t port, std::size_t spans_per_request, Millis pause)
+    : thread_([this, port, spans_per_request, pause] { run(port, spans_per_request, pause); }) {}
+
+void Load::stop() {
+  stop_ = true;
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+std::vector<FlatSpan> Load::accepted() {
+  std::lock_guard lock(m_);
+  return accepted_;
+}
+
+std::size_t Load::accepted_count() {
+  std::lock_guard lock(m_);
+  return accepted_.size();
+}
+
+void Load::run(std::uint16_t port, std::size_t n, Millis pause) {
+  while (!stop_) {
+    const ExportRequest request = make_request(n);
+    try {
+      const HttpResponse response = post_spans(port, request);
+      if (response.result_int() == 200) {
+        std::lock_guard lock(m_);
+        append(accepted_, flatten(request));
+      } else {
+        ++refused_;
+      }
+    } catch (const std::exception&) {
+      ++failed_;  // the agent is gone (killed or stopped): not acknowledged, not our business
+    }
+    std::this_thread::sleep_for(pause);  // pacing the load, not synchronising
+  }
+}
+
+DeliveryReport compare(const std::vector<FlatSpan>& accepted,
+                       const std::vector<const FakeUpstream*>& upstreams,
+                       const std::vector<FlatSpan>& delivered_earlier) {
+  std::map<std::string, std::size_t> delivered;
+  for (const FlatSpan& s : delivered_earlier) {
+    ++delivered[span_key(s.span)];
+  }
+  for (const FakeUpstream* u : upstreams) {
+    for (const FlatSpan& s : u->delivered_spans()) {
+      ++delivered[span_key(s.span)];
+    }
+  }
+  DeliveryReport r;
+  std::map<std::string, bool> acked;
+  for (const FlatSpan& s : accepted) {
+    acked[span_key(s.span)] = true;
+    if (!delivered.contains(span_key(s.span))) {
+      ++r.missing;
+    }
+  }
+  for (const auto& [key, n] : delivered) {
+    r.duplicates += n - 1;
+    if (!acked.contains(key)) {
+      ++r.unexpected;
+    }
+  }
+  return r;
+}
+
+DeliveryReport await_delivery(const std::vector<FlatSpan>& accepted,
+                              const std::vector<const FakeUpstream*>& upstreams, Millis timeout,
+                              const std::vector<FlatSpan>& delivered_earlier) {
+  wait_until([&] { return compare(accepted, upstreams, delivered_earlier).missing == 0; },
+             timeout);
+  return compare(accepted, upstreams, delivered_earlier);
 }
 
 }  // namespace it

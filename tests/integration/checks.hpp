@@ -2,15 +2,19 @@
 // Assertions shared by the integration test files: accepted exports, exactly-once delivery to
 // a fake upstream (HTTP or gRPC), metric series names, secrets kept out of output.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "integration/fake_upstream.hpp"
 #include "integration/harness.hpp"
 
 namespace it {
@@ -49,5 +53,47 @@ void require_delivered_once(const Upstream& upstream, const std::vector<FlatSpan
   INFO(problems);
   CHECK(problems.empty());
 }
+
+// A client that keeps exporting small requests from its own thread, remembering every span
+// the agent acknowledged with 200.
+class Load {
+ public:
+  Load(std::uint16_t port, std::size_t spans_per_request, Millis pause);
+  ~Load() { stop(); }
+  Load(const Load&) = delete;
+  Load& operator=(const Load&) = delete;
+
+  void stop();
+  std::vector<FlatSpan> accepted();
+  std::size_t accepted_count();
+  std::size_t refused() const { return refused_; }
+  std::size_t failed() const { return failed_; }
+
+ private:
+  void run(std::uint16_t port, std::size_t n, Millis pause);
+
+  std::atomic<bool> stop_{false};
+  std::mutex m_;
+  std::vector<FlatSpan> accepted_;
+  std::atomic<std::size_t> refused_{0};
+  std::atomic<std::size_t> failed_{0};
+  std::thread thread_;
+};
+
+struct DeliveryReport {
+  std::size_t missing = 0;      // acknowledged, never delivered
+  std::size_t duplicates = 0;   // deliveries beyond the first of a span
+  std::size_t unexpected = 0;   // delivered but never acknowledged (e.g. refused, then kept)
+};
+
+// Every span acknowledged must be among the delivered ones (from any of the upstreams).
+DeliveryReport compare(const std::vector<FlatSpan>& accepted,
+                       const std::vector<const FakeUpstream*>& upstreams,
+                       const std::vector<FlatSpan>& delivered_earlier = {});
+
+// Waits until every acknowledged span has been delivered somewhere.
+DeliveryReport await_delivery(const std::vector<FlatSpan>& accepted,
+                              const std::vector<const FakeUpstream*>& upstreams, Millis timeout,
+                              const std::vector<FlatSpan>& delivered_earlier = {});
 
 }  // namespace it

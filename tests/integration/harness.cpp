@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -426,10 +427,11 @@ std::string render_config(const AgentConfig& c, AgentPorts ports,
   }
   y << "log:\n"
     << "  level: " << c.log_level << "\n"
-    << "  format: text\n"
+    << "  format: " << c.log_format << "\n"
     << "admin:\n"
     << "  endpoint: 127.0.0.1:" << ports.admin << "\n"
-    << "shutdown_timeout: " << c.shutdown_timeout << "\n";
+    << "shutdown_timeout: " << c.shutdown_timeout << "\n"
+    << c.extra_yaml;
   return y.str();
 }
 
@@ -484,6 +486,42 @@ Agent::~Agent() {
 }
 
 std::string Agent::log() const { return read_file(dir_.file("agent.log")); }
+
+void Agent::write_config(const AgentConfig& next) {
+  write_config_text(render_config(next, ports_, file_exporter_path()));
+}
+
+void Agent::write_config_text(const std::string& yaml) {
+  dir_.write("config.yaml.new", yaml);
+  std::filesystem::rename(dir_.file("config.yaml.new"), dir_.file("config.yaml"));
+}
+
+bool Agent::reload(Millis timeout) {
+  const auto count = [this](const char* result) {
+    const double v = metric(std::string("spanrelay_config_reloads_total{result=\"") + result +
+                            "\"}");
+    return std::isnan(v) ? -1.0 : v;
+  };
+  const double ok_before = count("success");
+  const double failed_before = count("failure");
+  if (ok_before < 0 || failed_before < 0) {
+    throw std::runtime_error("cannot read the reload counters from /metrics");
+  }
+  signal(SIGHUP);
+  bool applied = false;
+  const bool done = wait_until(
+      [&] {
+        const double ok = count("success");
+        const double failed = count("failure");
+        applied = ok > ok_before;
+        return applied || failed > failed_before;
+      },
+      timeout);
+  if (!done) {
+    throw std::runtime_error("the agent did not finish a reload in time; log:\n" + log());
+  }
+  return applied;
+}
 
 std::string Agent::grpc_target() const {
   if (!config_.grpc_receiver) {

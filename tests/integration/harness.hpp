@@ -135,7 +135,10 @@ struct AgentConfig {
   std::vector<std::pair<std::string, std::string>> spool;
   // log, shutdown
   std::string log_level = "info";
+  std::string log_format = "text";
   std::string shutdown_timeout = "10s";
+  // Appended to the YAML as it is (top-level keys).
+  std::string extra_yaml;
 };
 
 // TCP ports for the endpoints the config leaves empty (grpc: only with the gRPC receiver).
@@ -166,6 +169,15 @@ class Agent {
   bool running() { return process_->running(); }
   void signal(int sig) { process_->signal(sig); }
   std::optional<int> wait_exit(Millis timeout) { return process_->wait_exit(timeout); }
+
+  std::string config_file() const { return dir_.file("config.yaml"); }
+  // Replaces the config file (write to a temp file, then rename, as an editor or a config
+  // reloader does) with `next` rendered on the same ports, or with raw YAML text.
+  void write_config(const AgentConfig& next);
+  void write_config_text(const std::string& yaml);
+  // Sends SIGHUP and waits until the agent has finished the reload (its reload counters
+  // moved); true when it was applied, false when it was refused. Throws on timeout.
+  bool reload(Millis timeout = 30s);
 
   std::string metrics();
   // Sum of the samples of a series, e.g. `spanrelay_exporter_sent_spans_total{exporter="up"}`;
