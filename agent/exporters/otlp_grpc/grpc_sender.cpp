@@ -252,9 +252,15 @@ asio::awaitable<Attempt> GrpcSender::send(std::size_t, std::string& payload) {
   in_flight_.insert(call);
   call->done_signal.expires_at(std::chrono::steady_clock::time_point::max());
   stub_->UnaryCall(&call->context, kExportMethod, grpc::StubOptions(), &call->request,
-                   &call->response, [this, call](grpc::Status status) {
-                     // On a gRPC thread: hand the result to the exporter's io thread.
-                     asio::post(ioc_, [call, status = std::move(status)]() mutable {
+                   &call->response, [ioc = &ioc_, call](grpc::Status status) mutable {
+                     // On a gRPC thread: hand the result, and this callback's reference to
+                     // the call, to the exporter's io thread. The call's ClientContext holds
+                     // the channel: were its last reference dropped here, after the sender
+                     // had let go of the channel, the channel would be destroyed on gRPC's own
+                     // callback thread, which then joins itself and frees the completion
+                     // queue it is still polling (an abort in grpc_cq_internal_unref).
+                     asio::post(*ioc, [call = std::move(call), status = std::move(status)]()
+                                          mutable {
                        call->status = std::move(status);
                        call->done = true;
                        call->done_signal.cancel();
