@@ -80,9 +80,19 @@ fi
 
 # ---- the image ----
 start=$(date +%s)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 buildah bud --layers --force-rm --pull=never --isolation chroot --format docker \
   --build-arg BASE_IMAGE="$base" --build-arg VERSION="$version" \
-  -f deploy/container/Dockerfile -t "$image:$version" -t "$image:latest" .
+  -f deploy/container/Dockerfile -t "$image:$version" -t "$image:latest" . 2>&1 | tee "$log"
+# vfs stores every layer in full (the build stage is over 1 GB): keep this build's steps as the
+# cache for the next one, drop the untagged images earlier builds left.
+keep=$(sed -n 's/^--> \(Using cache \)\{0,1\}\([0-9a-f]\{11,\}\)$/\2/p' "$log")
+rm -f "$log"
+for id in $(buildah images --all --no-trunc --filter dangling=true --format '{{.ID}}'); do
+  id=${id#sha256:}
+  grep -q "^${id:0:11}" <<<"$keep" || buildah rmi "$id" >/dev/null 2>&1 || true
+done
 echo "build-image.sh: built $image:$version in $(( $(date +%s) - start ))s," \
   "$(buildah images --format '{{.Size}}' "$image:$version" | head -n1)"
 
