@@ -362,15 +362,19 @@ void reload_under_load(bool spool) {
   REQUIRE(wait_until([&] { return load.accepted_count() >= after_first + 300; }, 20s));
   REQUIRE(wait_until([&] { return b.delivered_span_count() > 0; }, 10s));
 
-  // Back to A while A refuses for a while: the replaced exporter's batches must survive.
-  a.set_default(UpstreamResponse::with_status(503));
+  // B fails: batches pile up in its exporter, retrying. Moved back to A, the replaced
+  // exporter must hand every one of them over (B never recovers).
+  b.set_default(UpstreamResponse::with_status(503));
+  const std::size_t b_requests = b.request_count();
+  REQUIRE(wait_until([&] { return b.request_count() >= b_requests + 5; }, 20s));
+  const std::size_t before_second = load.accepted_count();
+  REQUIRE(wait_until([&] { return load.accepted_count() >= before_second + 200; }, 20s));
   AgentConfig to_a = to_b;
   to_a.exporters["up"].endpoint = a.base_url();
   agent.write_config(to_a);
   REQUIRE(agent.reload());
   const std::size_t after_second = load.accepted_count();
   REQUIRE(wait_until([&] { return load.accepted_count() >= after_second + 300; }, 20s));
-  a.set_default(UpstreamResponse{});
   load.stop();
 
   const auto accepted = load.accepted();
