@@ -27,7 +27,15 @@ struct Context {
   std::map<std::string, YAML::Mark> marks;  // dotted path -> value position, for cross-checks
 };
 
-std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+std::string quoted(std::string_view text) {
+  // Built by appends: GCC 12 reports a false -Wrestrict inside operator+ at -O2/-O3.
+  std::string out;
+  out.reserve(text.size() + 2);
+  out += '"';
+  out += text;
+  out += '"';
+  return out;
+}
 
 std::string position(const Context& ctx, const YAML::Mark& mark) {
   if (mark.is_null()) {
