@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CONFIG ?=
 
-.PHONY: all deps interop-deps configure build run test test-asan clean
+.PHONY: all deps interop-deps browser-deps configure build run test test-asan clean
 
 all: build
 
@@ -15,6 +15,12 @@ deps:
 # lockfile changes.
 interop-deps: deps
 	@cd tests/interop && if [ ! -f node_modules/.package-lock.json ] || \
+	    [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+	    npm ci --no-audit --no-fund --loglevel=error; fi
+
+# The browser test's pinned playwright-core (no browser download: it drives Debian's chromium).
+browser-deps: deps
+	@cd tests/browser && if [ ! -f node_modules/.package-lock.json ] || \
 	    [ package-lock.json -nt node_modules/.package-lock.json ]; then \
 	    npm ci --no-audit --no-fund --loglevel=error; fi
 
@@ -31,17 +37,17 @@ run: configure
 	@echo "           metrics on http://127.0.0.1:13133/metrics; Ctrl-C to stop"
 	@./$(BUILD)/spanrelay $(if $(CONFIG),--config $(CONFIG),)
 
-test: build interop-deps
+test: build interop-deps browser-deps
 	@cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
 
 # Every test (unit, integration, interop) against an AddressSanitizer + UBSan build, in its own tree.
-test-asan: deps
+test-asan: interop-deps browser-deps
 	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DSPANRELAY_SANITIZE=address,undefined -DSPANRELAY_WERROR=ON >/dev/null
 	@cmake --build $(BUILD)-asan -j $(JOBS)
 	@cd $(BUILD)-asan && ctest --output-on-failure -j 2 --timeout 900
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-release
 
 # Performance benchmark against the budget (docs/performance.md); never part of `make test`.
 .PHONY: bench

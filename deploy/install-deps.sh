@@ -53,6 +53,8 @@ case "$mode" in
       systemd
       # the status page's browser test (headless)
       chromium
+      # the systemd sandbox test traces the agent's system calls
+      strace
     )
     # Node.js runs the interop suite (the official OpenTelemetry JS SDK); Debian's is enough
     # when the machine has none.

@@ -65,6 +65,13 @@ struct ExporterHealth {
     s_.last_error_at = std::chrono::system_clock::now();
     s_.next_retry_at = next_retry;
   }
+  // The circuit holds every attempt until `t`: no retry comes before it.
+  void retry_not_before(Time t) {
+    std::lock_guard lock(mu_);
+    if (s_.failing && t > s_.next_retry_at) {
+      s_.next_retry_at = t;
+    }
+  }
   Snapshot snapshot() const {
     std::lock_guard lock(mu_);
     return s_;

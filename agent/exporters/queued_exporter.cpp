@@ -311,6 +311,7 @@ void QueuedExporter::give_up(const BatchPtr& batch_ptr, const std::string& why) 
 void QueuedExporter::circuit_changed() {
   const Circuit::State now = circuit_.state();
   stats_->circuit_state.store(static_cast<std::uint64_t>(now), std::memory_order_relaxed);
+
   for (Worker* w : admission_waiters_) {
     w->sleep.cancel();
   }
@@ -399,9 +400,15 @@ asio::awaitable<QueuedExporter::Admission> QueuedExporter::admit(Worker& w,
 void QueuedExporter::record_failure(const Attempt& a, const std::string& outcome,
                                     std::optional<std::chrono::milliseconds> next_retry) {
   const char* cls = failure_class_name(a.failure);
-  stats_->health.failed(a.detail, cls,
-                        next_retry ? std::chrono::system_clock::now() + *next_retry
-                                   : ExporterHealth::Time{});
+  const auto wall = std::chrono::system_clock::now();
+  stats_->health.failed(a.detail, cls, next_retry ? wall + *next_retry : ExporterHealth::Time{});
+  // An open circuit holds every attempt until its cool-down ends.
+  const auto t = Clock::now();
+  if (const auto at = circuit_.next_change(t);
+      next_retry && circuit_.state() == Circuit::State::kOpen && at != Clock::time_point::max()) {
+    stats_->health.retry_not_before(
+        wall + std::chrono::duration_cast<std::chrono::system_clock::duration>(at - t));
+  }
   std::uint64_t count = 0;
   if (!upstream_log_.record(a.failure, Clock::now(), count)) {
     return;
