@@ -15,7 +15,9 @@ AdminServer::AdminServer(boost::asio::io_context& ioc, const config::ListenEndpo
                                  .max_body_bytes = 0,
                                  .read_timeout = std::chrono::seconds(10),
                                  .idle_timeout = std::chrono::seconds(60)},
-              [this](http::Request& req, http::RequestProblem) { return handle(req); }) {}
+              [this](http::Request& req, http::RequestProblem, const std::string&) {
+                return handle(req);
+              }) {}
 
 http::Response AdminServer::handle(http::Request& req) {
   http::Response res{beast_http::status::ok, req.version()};

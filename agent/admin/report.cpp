@@ -31,7 +31,9 @@ void header(std::ostream& out, const char* name, const char* help, const char* t
 void single(std::ostream& out, const char* name, const char* help, const char* type,
             double value) {
   header(out, name, help, type);
-  out << name << ' ' << value << '\n';
+  out << name << ' ';
+  write_number(out, value);
+  out << '\n';
 }
 
 constexpr Family<ExporterStats> kExporterFamilies[] = {

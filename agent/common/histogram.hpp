@@ -4,12 +4,21 @@
 
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <ostream>
 #include <string_view>
 
 namespace spanrelay {
+
+// A sample value as Prometheus text: the shortest form that reads back as the same double
+// (integers stay integers: 67108864, not 6.71089e+07).
+inline void write_number(std::ostream& out, double value) {
+  char buf[32];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  out.write(buf, ec == std::errc() ? end - buf : 0);
+}
 
 class Histogram {
  public:
@@ -46,7 +55,7 @@ class Histogram {
       cumulative += counts_[i].load(std::memory_order_relaxed);
       out << name << "_bucket{" << labels << sep << "le=\"";
       if (i < kBounds.size()) {
-        out << kBounds[i];
+        write_number(out, kBounds[i]);
       } else {
         out << "+Inf";
       }
@@ -54,8 +63,9 @@ class Histogram {
     }
     const std::string_view open = labels.empty() ? "" : "{";
     const std::string_view close = labels.empty() ? "" : "}";
-    out << name << "_sum" << open << labels << close << ' '
-        << static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) / 1e9 << '\n';
+    out << name << "_sum" << open << labels << close << ' ';
+    write_number(out, static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) / 1e9);
+    out << '\n';
     out << name << "_count" << open << labels << close << ' ' << cumulative << '\n';
   }
 

@@ -53,11 +53,14 @@ OtlpHttpReceiver::OtlpHttpReceiver(boost::asio::io_context& ioc,
                   .read_timeout = options.read_timeout,
                   .idle_timeout = options.idle_timeout,
               },
-              [this](Request& req, RequestProblem problem) { return timed(req, problem); }),
+              [this](Request& req, RequestProblem problem, const std::string& peer) {
+                return timed(req, problem, peer);
+              }),
       log_(logger("receiver.http")) {}
 
 // handle(), timed for the histogram; refusals are logged at debug level with their reason.
-Response OtlpHttpReceiver::timed(Request& req, RequestProblem problem) {
+Response OtlpHttpReceiver::timed(Request& req, RequestProblem problem,
+                                 const std::string& peer) {
   const auto started = std::chrono::steady_clock::now();
   Response res = handle(req, problem);
   intake_.stats().http_duration.observe(std::chrono::steady_clock::now() - started);
@@ -65,8 +68,8 @@ Response OtlpHttpReceiver::timed(Request& req, RequestProblem problem) {
     std::string reason = res[beast_http::field::content_type] == kJsonType
                              ? res.body().substr(0, 200)
                              : std::string(res.reason());
-    log_->debug("refused {} {}: {} {}", std::string(req.method_string()),
-                std::string(req.target().substr(0, 100)), res.result_int(), reason);
+    log_->debug("refused {} {} from {}: {} {}", std::string(req.method_string()),
+                std::string(req.target().substr(0, 100)), peer, res.result_int(), reason);
   }
   return res;
 }

@@ -22,7 +22,7 @@ class OtlpHttpReceiver {
   Response handle(Request& request, RequestProblem problem);
 
  private:
-  Response timed(Request& request, RequestProblem problem);
+  Response timed(Request& request, RequestProblem problem, const std::string& peer);
 
   config::HttpReceiver options_;
   Intake& intake_;

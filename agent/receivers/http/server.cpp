@@ -1,5 +1,7 @@
 #include "receivers/http/server.hpp"
 
+#include <type_traits>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -39,6 +41,12 @@ asio::awaitable<void> serve(typename Protocol::socket socket, ServerLimits limit
                             Handler& handler, std::shared_ptr<void> keep_server_state_alive,
                             std::atomic<bool>& closing, std::shared_ptr<spdlog::logger> log) {
   (void)keep_server_state_alive;
+  std::string peer = "unix";
+  if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
+    beast::error_code ec;
+    const auto remote = socket.remote_endpoint(ec);
+    peer = ec ? "?" : config::host_port(remote.address().to_string(), remote.port());
+  }
   beast::basic_stream<Protocol> stream(std::move(socket));
   beast::flat_buffer buffer;
   for (;;) {
@@ -109,7 +117,7 @@ asio::awaitable<void> serve(typename Protocol::socket socket, ServerLimits limit
     Request request = parser.release();
     Response response;
     try {
-      response = handler(request, problem);
+      response = handler(request, problem, peer);
     } catch (const std::exception& e) {
       log->error("handler failed: {}", e.what());
       response = plain_error(beast_http::status::internal_server_error, "internal error\n",

@@ -35,8 +35,10 @@ struct ServerLimits {
 enum class RequestProblem { kNone, kBodyTooLarge };
 
 // Called on the server's io thread for each request (headers always present; body empty when
-// problem != kNone). Must not block. Returns the response to send.
-using Handler = std::function<Response(Request& request, RequestProblem problem)>;
+// problem != kNone). `peer` is the client's address ("127.0.0.1:50123", or the socket path's
+// "unix" for a Unix socket), for logs. Must not block. Returns the response to send.
+using Handler =
+    std::function<Response(Request& request, RequestProblem problem, const std::string& peer)>;
 
 class Server {
  public:
