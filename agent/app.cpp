@@ -74,8 +74,22 @@ void run_on(boost::asio::io_context& ioc, Fn fn) {
   result.get();
 }
 
+// The same exporter for a reload: equal as configured. The password is left out (a rotated
+// password_file is picked up without a reload) and so is an automatic max_queue_bytes (an
+// exporter count that changed resizes queues in place, see QueuedExporter::set_queue_limit).
+bool same_exporter(config::Exporter a, config::Exporter b, std::size_t a_auto_queue,
+                   std::size_t b_auto_queue) {
+  a.auth.password.clear();
+  b.auth.password.clear();
+  if (a.max_queue_bytes == a_auto_queue && b.max_queue_bytes == b_auto_queue) {
+    a.max_queue_bytes = b.max_queue_bytes = 0;
+  }
+  return a == b;
+}
+
 // The exporters of one configuration, in config order, as the batcher and intake see them.
 struct ExporterSet {
+  std::size_t auto_queue_bytes = 0;       // max_queue_bytes when it is left automatic
   std::vector<config::Exporter> options;  // resolved (max_queue_bytes set)
   std::vector<std::shared_ptr<Exporter>> all;
   std::vector<const Spool*> spool_of;     // parallel to `all`; nullptr without a spool
@@ -116,6 +130,18 @@ class Agent {
     route_intake(*exporters_);
   }
 
+  // After a failed start (or run()), the pipeline is taken down front to back: the batcher
+  // flushes into exporters that still exist.
+  ~Agent() {
+    intake_.close();
+    batcher_.stop();
+    if (exporters_) {
+      for (const auto& e : exporters_->all) {
+        e->shutdown(Clock::now());
+      }
+    }
+  }
+
   int run();
 
  private:
@@ -127,6 +153,7 @@ class Agent {
   void fan_out(BatchPtr batch);
   std::unique_ptr<Listeners> make_listeners(const config::Config& c, const Listeners* keep);
   void start_listeners(Listeners& l, const Listeners* keep);
+  void stop_listeners(Listeners& l);
   void reload();
   void apply(config::Config next);
   void watchdog_loop(std::chrono::microseconds watchdog_usec);
@@ -187,16 +214,24 @@ std::shared_ptr<ExporterSet> Agent::build_exporters(const config::Config& c,
                                                    is_network))
           : 0;
   const auto memory_count = c.exporters.size() - spooled_count;
+  set->auto_queue_bytes = c.buffer.max_bytes / std::max<std::size_t>(memory_count, 1);
   for (config::Exporter e : c.exporters) {
     if (is_network(e) && e.max_queue_bytes == 0) {
-      e.max_queue_bytes = c.buffer.max_bytes / std::max<std::size_t>(memory_count, 1);
+      e.max_queue_bytes = set->auto_queue_bytes;
     }
     const config::Exporter* before = nullptr;
     Exporter* existing = previous != nullptr ? previous->find(e.name, &before) : nullptr;
-    const bool unchanged = existing != nullptr && *before == e &&
-                           (spooled_count == 0 || c.batch == config_.batch);
+    // A spooled exporter batches its own reads: new batch limits mean a new one.
+    const bool unchanged =
+        existing != nullptr &&
+        same_exporter(*before, e, previous->auto_queue_bytes, set->auto_queue_bytes) &&
+        (spooled_count == 0 || !is_network(e) || c.batch == config_.batch);
     std::shared_ptr<Exporter> exporter;
     const Spool* spool = nullptr;
+    auto& stats = exporter_stats_[e.name];
+    if (!stats) {
+      stats = std::make_shared<ExporterStats>();
+    }
     if (unchanged) {  // keeps running as it is
       for (std::size_t i = 0; i < previous->all.size(); ++i) {
         if (previous->all[i].get() == existing) {
@@ -204,8 +239,12 @@ std::shared_ptr<ExporterSet> Agent::build_exporters(const config::Config& c,
           spool = previous->spool_of[i];
         }
       }
+      if (auto* q = dynamic_cast<QueuedExporter*>(exporter.get());
+          q != nullptr && before->max_queue_bytes != e.max_queue_bytes) {
+        q->set_queue_limit(e.max_queue_bytes);
+      }
     } else if (!is_network(e)) {
-      exporter = std::make_shared<FileExporter>(e);
+      exporter = std::make_shared<FileExporter>(e, stats);
     } else {
       QueuedExporter::SenderFactory sender;
       if (e.type == config::ExporterType::otlp_grpc) {
@@ -216,10 +255,6 @@ std::shared_ptr<ExporterSet> Agent::build_exporters(const config::Config& c,
         sender = [](boost::asio::io_context& ioc, const config::Exporter& o) {
           return std::make_unique<HttpSender>(ioc, o);
         };
-      }
-      auto& stats = exporter_stats_[e.name];
-      if (!stats) {
-        stats = std::make_shared<ExporterStats>();
       }
       if (spooled_count > 0) {
         auto& shared = spools_[e.name];
@@ -304,6 +339,18 @@ std::unique_ptr<Listeners> Agent::make_listeners(const config::Config& c, const 
   return l;
 }
 
+void Agent::stop_listeners(Listeners& l) {
+  if (l.admin) {
+    l.admin->stop_accepting();
+  }
+  if (l.http) {
+    l.http->stop_accepting();
+  }
+  if (l.grpc) {
+    l.grpc->shutdown(Clock::now() + std::chrono::seconds(1));
+  }
+}
+
 // Binds the new listeners; on failure closes the ones it opened and rethrows.
 void Agent::start_listeners(Listeners& l, const Listeners* keep) {
   try {
@@ -317,15 +364,7 @@ void Agent::start_listeners(Listeners& l, const Listeners* keep) {
       l.grpc->start();
     }
   } catch (...) {
-    if (l.admin) {
-      l.admin->stop_accepting();
-    }
-    if (l.http) {
-      l.http->stop_accepting();
-    }
-    if (l.grpc) {
-      l.grpc->shutdown(Clock::now());
-    }
+    stop_listeners(l);
     retired_listeners_.push_back(std::make_unique<Listeners>(std::move(l)));
     throw;
   }
@@ -354,9 +393,13 @@ Probe Agent::ready() const {
     return {false, "draining"};
   }
   // Full now, or a request was refused for want of memory a moment ago.
+  const auto now = Clock::now();
   if (budget_.used() >= budget_.limit() - budget_.limit() / 20 ||
-      Clock::now() - intake_.last_full() < std::chrono::seconds(2)) {
+      now - intake_.last_full() < std::chrono::seconds(2)) {
     return {false, "memory buffer full"};
+  }
+  if (now - intake_.last_spool_full() < std::chrono::seconds(2)) {
+    return {false, "spool full"};
   }
   return {true, "ready"};
 }
@@ -522,6 +565,22 @@ void check_reloadable(const config::Config& now, const config::Config& next) {
   if (!(now.spool == next.spool)) {
     refuse("spool");
   }
+  // Each network exporter owns a spool directory and a share of spool.max_bytes: adding,
+  // removing or renaming one would strand records or break the bound.
+  auto spooled_names = [](const config::Config& c) {
+    std::vector<std::string> names;
+    for (const auto& e : c.exporters) {
+      if (c.spool.enabled && is_network(e)) {
+        names.push_back(e.name);
+      }
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  if (spooled_names(now) != spooled_names(next)) {
+    refuse("with a spool, the set of network exporters (each has its own spool directory and "
+           "share of spool.max_bytes)");
+  }
   auto same_but_address = [](auto a, auto b) {
     a.endpoint = b.endpoint;
     return a == b;
@@ -550,30 +609,28 @@ void Agent::apply(config::Config next) {
     old = exporters_;
   }
   std::shared_ptr<ExporterSet> fresh = build_exporters(next, old.get());
+  fresh_listeners = make_listeners(next, listeners_.get());
+  start_listeners(*fresh_listeners, listeners_.get());  // new requests still go the old way
   std::set<const Exporter*> kept;
   std::vector<Exporter*> started;
-  auto discard_started = [&] {
+  try {
+    for (const auto& e : fresh->all) {
+      if (old->find(e->name(), nullptr) == e.get()) {
+        kept.insert(e.get());
+      } else {
+        e->start();  // new or replaced; a file exporter throws when it cannot open its file
+        started.push_back(e.get());
+      }
+    }
+  } catch (...) {
     for (Exporter* e : started) {
       if (auto* q = dynamic_cast<QueuedExporter*>(e)) {
         q->retire(nullptr);  // records it read from a shared spool go back to it
       }
       e->shutdown(Clock::now());
     }
-  };
-  try {
-    for (const auto& e : fresh->all) {
-      if (old->find(e->name(), nullptr) == e.get()) {
-        kept.insert(e.get());
-      } else {
-        e->start();  // new or replaced
-        started.push_back(e.get());
-      }
-    }
-    auto listeners = make_listeners(next, listeners_.get());
-    start_listeners(*listeners, listeners_.get());
-    fresh_listeners = std::move(listeners);
-  } catch (...) {
-    discard_started();
+    stop_listeners(*fresh_listeners);
+    retired_listeners_.push_back(std::move(fresh_listeners));
     throw;
   }
   std::vector<std::string> changed;
@@ -600,6 +657,7 @@ void Agent::apply(config::Config next) {
   while (old_route.use_count() > 1) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  std::atomic_thread_fence(std::memory_order_acquire);  // their appends happened before
   old_route.reset();
   for (const auto& e : old->all) {
     if (kept.contains(e.get())) {
@@ -632,15 +690,7 @@ void Agent::apply(config::Config next) {
   swap_in(listeners_->http, fresh_listeners->http, retired->http, next.receivers.http.enabled);
   swap_in(listeners_->grpc, fresh_listeners->grpc, retired->grpc, next.receivers.grpc.enabled);
   swap_in(listeners_->admin, fresh_listeners->admin, retired->admin, next.admin.enabled);
-  if (retired->http) {
-    retired->http->stop_accepting();
-  }
-  if (retired->admin) {
-    retired->admin->stop_accepting();
-  }
-  if (retired->grpc) {
-    retired->grpc->shutdown(Clock::now() + std::chrono::seconds(1));
-  }
+  stop_listeners(*retired);
   retired_listeners_.push_back(std::move(retired));
 
   std::string summary;

@@ -1,6 +1,7 @@
 // spanrelay: an OTLP trace forwarding agent. Command line, configuration and start-up errors;
 // the pipeline itself is composed in app.cpp.
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -42,6 +43,9 @@ error, 1 when the agent cannot start.
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A SIGHUP before the agent listens for it (a config reloader racing the start, a spool
+  // replay that takes a while) must not kill it: the file being loaded is the latest anyway.
+  std::signal(SIGHUP, SIG_IGN);
   if (argc >= 2 && std::string_view(argv[1]) == "healthcheck") {
     std::string url = "http://127.0.0.1:13133/healthz";
     for (int i = 2; i < argc; ++i) {

@@ -45,10 +45,11 @@ void Batcher::reconfigure(config::Batch options) {
 
 bool Batcher::stalled(std::chrono::steady_clock::time_point now,
                       std::chrono::milliseconds patience) const noexcept {
-  if (!thread_.joinable() || ring_.empty()) {
+  const auto last = last_round_.load(std::memory_order_relaxed);
+  if (last == 0 || ring_.empty()) {  // not running, or asleep with nothing to do until woken
     return false;
   }
-  return now.time_since_epoch().count() - last_round_.load(std::memory_order_relaxed) >
+  return now.time_since_epoch().count() - last >
          std::chrono::duration_cast<std::chrono::steady_clock::duration>(patience).count();
 }
 
@@ -72,6 +73,7 @@ void Batcher::run() {
         take(std::move(*chunk));
       }
       flush();
+      last_round_.store(0, std::memory_order_relaxed);
       return;
     }
     if (pending_spans_ > 0 && clock::now() - pending_since_ >= options_.timeout) {
@@ -83,10 +85,12 @@ void Batcher::run() {
       if (pending_spans_ > 0) {
         wake_.wait_until(lock, pending_since_ + options_.timeout);
       } else {
+        last_round_.store(0, std::memory_order_relaxed);  // idle: not stalled while asleep
         wake_.wait(lock);
       }
     }
     sleeping_.store(0, std::memory_order_relaxed);
+    last_round_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
   }
 }
 

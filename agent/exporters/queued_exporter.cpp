@@ -74,7 +74,12 @@ void QueuedExporter::start() {
     log_->info("exporting to {}; {} in flight at most, queue up to {} bytes",
                sender_->describe(), options_.max_in_flight, options_.max_queue_bytes);
   }
+  running_.store(true);
   thread_ = std::thread([this] { ioc_.run(); });
+}
+
+void QueuedExporter::set_queue_limit(std::size_t bytes) {
+  asio::post(ioc_, [this, bytes] { options_.max_queue_bytes = bytes; });
 }
 
 AppendStatus QueuedExporter::spool_append(std::string_view request,
@@ -189,7 +194,7 @@ void QueuedExporter::ping() noexcept {
 bool QueuedExporter::responsive(Clock::time_point now,
                                 std::chrono::milliseconds patience) const noexcept {
   const std::int64_t sent = ping_sent_.load();
-  return sent == 0 || !thread_.joinable() ||
+  return sent == 0 || !running_.load() ||
          now.time_since_epoch().count() - sent <
              std::chrono::duration_cast<Clock::duration>(patience).count();
 }
@@ -247,6 +252,7 @@ void QueuedExporter::shutdown(Clock::time_point deadline) noexcept {
     });
     work_.reset();
   });
+  running_.store(false);
   thread_.join();
 }
 
@@ -634,7 +640,7 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
     // 401/403 after the token file was replaced: the next attempt carries the new token.
     if (a.failure == FailureClass::kAuth && !refreshed_credentials) {
       refreshed_credentials = true;
-      if (sender_->refresh_credentials()) {
+      if (sender_->refresh_credentials(w.slot)) {
         circuit_.abandoned();
         circuit_changed();
         record_failure(a, "credentials changed, retrying now", std::chrono::milliseconds(0));

@@ -81,6 +81,8 @@ class QueuedExporter final : public Exporter {
   void retire(Successor successor);
   // Spool mode: look at the spool now (records may have been appended through a predecessor).
   void kick() noexcept;
+  // Reload: an automatic max_queue_bytes follows the number of exporters. Any thread.
+  void set_queue_limit(std::size_t bytes);
 
   // Watchdog: ping() asks the io thread to answer; responsive() is false when an earlier
   // ping has waited longer than `patience` (the thread is stuck).
@@ -147,6 +149,7 @@ class QueuedExporter final : public Exporter {
   std::shared_ptr<ExporterStats> stats_;
   FailureLog upstream_log_;  // one line per failure class per minute, never a first one held
   std::atomic<std::int64_t> ping_sent_{0};  // steady-clock ns; 0: none outstanding
+  std::atomic<bool> running_{false};        // the io thread runs (read by the watchdog)
   RateLimit failure_log_;
   RateLimit retry_log_;
   RateLimit spool_log_;

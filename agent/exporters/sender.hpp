@@ -53,9 +53,10 @@ class Sender {
   virtual void cancel_all() = 0;
   // Closes whatever slot `slot` keeps open (on its exit).
   virtual void close(std::size_t slot) = 0;
-  // The upstream refused our credentials (401/403): re-read them (a rotated password_file).
-  // Returns true when they changed, so one more attempt is worth making.
-  virtual bool refresh_credentials() { return false; }
+  // The upstream refused the credentials slot `slot` last sent (401/403): re-read them (a
+  // rotated password_file). True when the current ones differ from those that were refused
+  // (re-read now, or already by another slot's request), so one more attempt is worth making.
+  virtual bool refresh_credentials(std::size_t /*slot*/) { return false; }
   // One line for the start-up log, e.g. "https://host/otlp/v1/traces (gzip)". No secrets.
   virtual std::string describe() const = 0;
 };

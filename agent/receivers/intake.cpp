@@ -62,6 +62,8 @@ IntakeResult Intake::submit(std::string&& request) noexcept {
       const IntakeStatus persisted = route->persist(request, spans);
       if (persisted == IntakeStatus::kFull) {
         add(stats_.refused_spans, spans);  // the spool logged why
+        last_spool_full_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                               std::memory_order_relaxed);
         r.status = IntakeStatus::kFull;
         return r;
       }

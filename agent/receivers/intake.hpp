@@ -70,6 +70,11 @@ class Intake {
     return std::chrono::steady_clock::time_point(
         std::chrono::steady_clock::duration(last_full_.load(std::memory_order_relaxed)));
   }
+  // When a spool last refused a request (full with on_full: reject, or a disk error).
+  std::chrono::steady_clock::time_point last_spool_full() const noexcept {
+    return std::chrono::steady_clock::time_point(
+        std::chrono::steady_clock::duration(last_spool_full_.load(std::memory_order_relaxed)));
+  }
 
  private:
   IntakeResult refuse(std::uint32_t spans) noexcept;
@@ -81,6 +86,7 @@ class Intake {
   std::atomic<std::shared_ptr<const Route>> route_{std::make_shared<const Route>()};
   std::atomic<bool> closed_{false};
   std::atomic<std::chrono::steady_clock::rep> last_full_{0};
+  std::atomic<std::chrono::steady_clock::rep> last_spool_full_{0};
   std::atomic<int> in_progress_{0};
   std::shared_ptr<spdlog::logger> log_;
   RateLimit full_warning_;

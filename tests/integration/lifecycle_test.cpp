@@ -299,7 +299,30 @@ TEST_CASE("reload: a bad file is refused with file:line and the running config s
   CHECK(agent.running());
   const auto status = status_json(agent);
   CHECK(status.at("reloads").at("failed").as_int64() == 2);
+  CHECK(status.at("reloads").at("last_error").as_string().find("restart") != std::string::npos);
   CHECK(status.at("reloads").at("last_result").as_string() == "failure");
+}
+
+TEST_CASE("reload with a spool: adding a network exporter needs a restart and is refused",
+          "[integration][lifecycle][reload]") {
+  FakeUpstream upstream, other;
+  TempDir spool_dir;
+  AgentConfig config = one_upstream(upstream);
+  config.spool = {{"path", spool_dir.path()}};
+  Agent agent(config);
+  AgentConfig more = config;
+  more.exporters["second"].endpoint = other.base_url();
+  agent.write_config(more);
+  CHECK_FALSE(agent.reload());
+  CHECK(agent.log().find("the set of network exporters") != std::string::npos);
+  // Changing an existing one's options is fine: its successor reads the same spool.
+  AgentConfig changed = config;
+  changed.exporters["up"].headers = {{"X-Scope-OrgID", "tenant9"}};
+  agent.write_config(changed);
+  CHECK(agent.reload());
+  const auto sent = post_and_expect_ok(agent.port(), 6);
+  require_delivered_once(upstream, sent);
+  CHECK(upstream.requests().back().header("x-scope-orgid") == "tenant9");
 }
 
 TEST_CASE("reload: a receiver whose address changed is re-bound, the others keep connections",

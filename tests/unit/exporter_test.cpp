@@ -764,11 +764,11 @@ TEST_CASE("HttpSender: after a 401, refresh_credentials() takes the rotated pass
   CHECK(refused.failure == FailureClass::kAuth);
   CHECK(refused.status == 401);
   CHECK(refused.outcome == Attempt::kPermanent);
-  CHECK_FALSE(sender.refresh_credentials());  // the file has not changed
+  CHECK_FALSE(sender.refresh_credentials(0));  // the file has not changed
 
   write("tokenB\n");
-  CHECK(sender.refresh_credentials());
-  CHECK_FALSE(sender.refresh_credentials());
+  CHECK(sender.refresh_credentials(0));
+  CHECK(sender.refresh_credentials(0));  // still: slot 0's last request carried the old one
   const Attempt retried = send_once(ioc, sender);
   CHECK(retried.outcome == Attempt::kDelivered);
   CHECK(retried.status == 200);

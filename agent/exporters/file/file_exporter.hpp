@@ -16,14 +16,15 @@ namespace spanrelay {
 
 class FileExporter final : public Exporter {
  public:
-  explicit FileExporter(config::Exporter options);
+  // `stats`: counters carried over from a predecessor of the same name (nullptr: fresh ones).
+  explicit FileExporter(config::Exporter options, std::shared_ptr<ExporterStats> stats = {});
   ~FileExporter() override;
 
   const std::string& name() const noexcept override { return options_.name; }
   void start() override;  // opens the file for appending; throws naming the path
   void submit(BatchPtr batch) noexcept override;
   void shutdown(std::chrono::steady_clock::time_point deadline) noexcept override;
-  const ExporterStats& stats() const noexcept override { return stats_; }
+  const ExporterStats& stats() const noexcept override { return *stats_; }
 
  private:
   void run();
@@ -38,7 +39,7 @@ class FileExporter final : public Exporter {
   bool stopping_ = false;
   std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
   std::thread thread_;
-  ExporterStats stats_;
+  std::shared_ptr<ExporterStats> stats_;
 };
 
 }  // namespace spanrelay

@@ -182,7 +182,8 @@ std::string read_file(const std::string& path) {
 
 GrpcSender::GrpcSender(asio::io_context& ioc, const config::Exporter& options)
     : ioc_(ioc), options_(options),
-      credentials_(options.auth, logger("exporter." + options.name)) {
+      credentials_(options.auth, logger("exporter." + options.name)),
+      sent_authorization_(std::max<std::size_t>(options.max_in_flight, 1)) {
   // Metadata is the same for every call: gRPC wants lower-case keys.
   for (const auto& [name, value] : options_.headers) {
     std::string key = name;
@@ -227,7 +228,10 @@ std::string GrpcSender::describe() const {
          ")";
 }
 
-bool GrpcSender::refresh_credentials() { return credentials_.refresh(); }
+bool GrpcSender::refresh_credentials(std::size_t slot) {
+  credentials_.refresh();
+  return credentials_.authorization() != sent_authorization_.at(slot);
+}
 
 void GrpcSender::cancel_all() {
   for (const auto& call : in_flight_) {
@@ -235,7 +239,7 @@ void GrpcSender::cancel_all() {
   }
 }
 
-asio::awaitable<Attempt> GrpcSender::send(std::size_t, std::string& payload) {
+asio::awaitable<Attempt> GrpcSender::send(std::size_t slot, std::string& payload) {
   auto call = std::make_shared<Call>(ioc_);
   call->context.set_deadline(std::chrono::system_clock::now() + options_.timeout);
   if (options_.gzip) {
@@ -245,7 +249,8 @@ asio::awaitable<Attempt> GrpcSender::send(std::size_t, std::string& payload) {
     call->context.AddMetadata(key, value);
   }
   if (credentials_.enabled()) {
-    call->context.AddMetadata("authorization", credentials_.authorization());
+    sent_authorization_.at(slot) = credentials_.authorization();
+    call->context.AddMetadata("authorization", sent_authorization_[slot]);
   }
   grpc::Slice slice(payload.data(), payload.size());
   call->request = grpc::ByteBuffer(&slice, 1);

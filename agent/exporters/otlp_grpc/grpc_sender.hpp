@@ -44,7 +44,7 @@ class GrpcSender final : public Sender {
   boost::asio::awaitable<Attempt> send(std::size_t slot, std::string& payload) override;
   void cancel_all() override;
   void close(std::size_t) override {}
-  bool refresh_credentials() override;
+  bool refresh_credentials(std::size_t slot) override;
   std::string describe() const override;
 
  private:
@@ -55,6 +55,7 @@ class GrpcSender final : public Sender {
   // Headers (lower-cased): values may be secret, never logged.
   std::vector<std::pair<std::string, std::string>> metadata_;
   Credentials credentials_;  // the Basic authorization, added to each call
+  std::vector<std::string> sent_authorization_;  // per slot, what its last call carried
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<grpc::GenericStub> stub_;
   std::set<std::shared_ptr<Call>> in_flight_;

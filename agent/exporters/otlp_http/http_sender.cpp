@@ -24,6 +24,7 @@ using Clock = std::chrono::steady_clock;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 struct HttpSender::Connection {
+  std::string sent_authorization;  // what the last request carried (secret)
   std::optional<beast::tcp_stream> plain;
   std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
 
@@ -147,7 +148,10 @@ void HttpSender::cancel_all() {
 
 void HttpSender::close(std::size_t slot) { connections_.at(slot)->reset(); }
 
-bool HttpSender::refresh_credentials() { return credentials_.refresh(); }
+bool HttpSender::refresh_credentials(std::size_t slot) {
+  credentials_.refresh();
+  return credentials_.authorization() != connections_.at(slot)->sent_authorization;
+}
 
 asio::awaitable<bool> HttpSender::connect(Connection& c, Clock::time_point deadline,
                                           Attempt& failed) {
@@ -238,7 +242,8 @@ asio::awaitable<Attempt> HttpSender::exchange(Connection& c, std::string& body) 
     req.set(k, v);
   }
   if (credentials_.enabled()) {
-    req.set(http::field::authorization, credentials_.authorization());
+    c.sent_authorization = credentials_.authorization();
+    req.set(http::field::authorization, c.sent_authorization);
   }
   req.keep_alive(true);
   req.body() = std::move(body);

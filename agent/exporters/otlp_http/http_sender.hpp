@@ -33,7 +33,7 @@ class HttpSender final : public Sender {
   boost::asio::awaitable<Attempt> send(std::size_t slot, std::string& payload) override;
   void cancel_all() override;
   void close(std::size_t slot) override;
-  bool refresh_credentials() override;
+  bool refresh_credentials(std::size_t slot) override;
   std::string describe() const override;
 
  private:
