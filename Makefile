@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CONFIG ?=
 
-.PHONY: all deps interop-deps browser-deps configure build run test test-asan clean
+.PHONY: all deps interop-deps browser-deps configure build release-check run test test-asan clean
 
 all: build
 
@@ -37,8 +37,15 @@ run: configure
 	@echo "           metrics on http://127.0.0.1:13133/metrics; Ctrl-C to stop"
 	@./$(BUILD)/spanrelay $(if $(CONFIG),--config $(CONFIG),)
 
-test: build interop-deps browser-deps
+test: build release-check interop-deps browser-deps
 	@cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
+
+# The build users and the image make (Release, -O3) must be warning-free too: built here with
+# warnings as errors, in its own tree (the agent only; `make test` builds everything at -O2).
+release-check: deps
+	@cmake -S . -B $(BUILD)-release-check -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
+	    -DSPANRELAY_WERROR=ON >/dev/null
+	@cmake --build $(BUILD)-release-check -j $(JOBS) --target spanrelay
 
 # Every test (unit, integration, interop) against an AddressSanitizer + UBSan build, in its own tree.
 test-asan: interop-deps browser-deps
@@ -47,7 +54,7 @@ test-asan: interop-deps browser-deps
 	@cd $(BUILD)-asan && ctest --output-on-failure -j 2 --timeout 900
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-release
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-release $(BUILD)-release-check
 
 # Performance benchmark against the budget (docs/performance.md); never part of `make test`.
 .PHONY: bench

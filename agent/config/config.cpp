@@ -2,6 +2,7 @@
 // substitution) and register the key as known; finish() rejects every key nobody asked for.
 // Error messages start with "FILE:LINE:COLUMN: key.path: " and never contain a secret.
 #include "config/config.hpp"
+#include "config/quoted.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -27,15 +28,6 @@ struct Context {
   std::map<std::string, YAML::Mark> marks;  // dotted path -> value position, for cross-checks
 };
 
-std::string quoted(std::string_view text) {
-  // Built by appends: GCC 12 reports a false -Wrestrict inside operator+ at -O2/-O3.
-  std::string out;
-  out.reserve(text.size() + 2);
-  out += '"';
-  out += text;
-  out += '"';
-  return out;
-}
 
 std::string position(const Context& ctx, const YAML::Mark& mark) {
   if (mark.is_null()) {

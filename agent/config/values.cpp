@@ -17,21 +17,13 @@
 #include <boost/url/parse.hpp>
 
 #include "config/config.hpp"
+#include "config/quoted.hpp"
 
 namespace spanrelay::config {
 namespace {
 
 using u128 = unsigned __int128;
 
-std::string quoted(std::string_view text) {
-  // Built by appends: GCC 12 reports a false -Wrestrict inside operator+ at -O2/-O3.
-  std::string out;
-  out.reserve(text.size() + 2);
-  out += '"';
-  out += text;
-  out += '"';
-  return out;
-}
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
