@@ -107,9 +107,12 @@ struct ProcessStats {
 
 ProcessStats read_process_stats() {
   ProcessStats p;
-  std::ifstream stat("/proc/self/stat");
   std::string line;
-  if (std::getline(stat, line)) {
+  {
+    std::ifstream stat("/proc/self/stat");  // closed before the descriptors are counted
+    std::getline(stat, line);
+  }
+  if (!line.empty()) {
     // Fields after the command name (which may contain spaces) start after the last ')'.
     std::istringstream rest(line.substr(line.rfind(')') + 2));
     std::string field;

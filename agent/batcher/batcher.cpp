@@ -63,9 +63,17 @@ void Batcher::run() {
       options_ = *next_options_;
       reconfigure_.store(false);
     }
-    while (auto chunk = ring_.try_pop()) {
+    // A reconfigure ends the round even while the ring never empties (continuous load).
+    while (!reconfigure_.load(std::memory_order_relaxed)) {
+      auto chunk = ring_.try_pop();
+      if (!chunk) {
+        break;
+      }
       take(std::move(*chunk));
       last_round_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    }
+    if (reconfigure_.load()) {
+      continue;
     }
     if (stopping_.load()) {
       // Receivers are stopped: one last drain, then flush whatever is pending.

@@ -55,7 +55,12 @@ class Histogram {
       cumulative += counts_[i].load(std::memory_order_relaxed);
       out << name << "_bucket{" << labels << sep << "le=\"";
       if (i < kBounds.size()) {
-        write_number(out, kBounds[i]);
+        // Plain decimals, as Prometheus clients write them ("0.0001", not "1e-04"), so that
+        // a query selecting a bucket by its le text finds it.
+        char buf[32];
+        const auto [end, ec] =
+            std::to_chars(buf, buf + sizeof buf, kBounds[i], std::chars_format::fixed);
+        out.write(buf, ec == std::errc() ? end - buf : 0);
       } else {
         out << "+Inf";
       }
