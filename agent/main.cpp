@@ -16,7 +16,7 @@
 
 namespace {
 
-constexpr const char* kUsage = R"(Usage: spanrelay [--config FILE] [--validate]
+constexpr const char* kUsage = R"(Usage: spanrelay [--config FILE] [--validate [--no-secrets]]
        spanrelay healthcheck [--url URL]
        spanrelay --version | --help
 
@@ -26,6 +26,9 @@ exporters in the configuration (Grafana Cloud, any OTLP/HTTP endpoint, a file).
   --config FILE   YAML configuration. Without it, the embedded default is used: receive on
                   127.0.0.1:4318 and append spans as OTLP/JSON lines to ./spans.jsonl.
   --validate      Check the configuration, print it with secrets redacted, and exit.
+  --no-secrets    With --validate: a secret that is not set here (auth.password_env,
+                  auth.password_file, a ${VAR} in a header value) is shown as "not checked"
+                  instead of failing, e.g. to validate a production file in CI.
   --version       Print the version and exit.
   --help          Print this help and exit.
 
@@ -64,6 +67,7 @@ int main(int argc, char** argv) {
   }
   std::string config_path;
   bool validate = false;
+  bool no_secrets = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -76,6 +80,8 @@ int main(int argc, char** argv) {
     }
     if (arg == "--validate") {
       validate = true;
+    } else if (arg == "--no-secrets") {
+      no_secrets = true;
     } else if (arg == "--config" && i + 1 < argc) {
       config_path = argv[++i];
     } else if (arg.starts_with("--config=")) {
@@ -86,12 +92,19 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (no_secrets && !validate) {
+    std::cerr << "spanrelay: --no-secrets is only valid with --validate\n\n" << kUsage;
+    return 2;
+  }
+
   spanrelay::config::Config config;
+  const spanrelay::config::LoadOptions options{.check_secrets = !no_secrets,
+                                               .suggest_no_secrets = validate};
   try {
     config = config_path.empty()
                  ? spanrelay::config::load_string(spanrelay::config::embedded_default(),
-                                                  "<embedded default>")
-                 : spanrelay::config::load_file(config_path);
+                                                  "<embedded default>", options)
+                 : spanrelay::config::load_file(config_path, options);
   } catch (const std::exception& e) {
     std::cerr << "spanrelay: invalid configuration: " << e.what() << '\n';
     return 2;

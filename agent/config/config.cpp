@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -17,6 +18,7 @@
 #include <map>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include <yaml-cpp/yaml.h>
 
@@ -26,6 +28,16 @@ namespace {
 struct Context {
   std::string source;
   std::map<std::string, YAML::Mark> marks;  // dotted path -> value position, for cross-checks
+  bool check_secrets = true;                // LoadOptions::check_secrets
+  bool secrets_unchecked = false;           // a secret was not present (check_secrets false)
+  std::size_t merged_entries = 0;           // entries copied by merge keys, bounded
+};
+
+// A secret that is not present in this environment (with check_secrets): the only kind of
+// error that --validate --no-secrets turns into "not checked".
+class MissingSecret : public ConfigError {
+ public:
+  using ConfigError::ConfigError;
 };
 
 
@@ -37,13 +49,28 @@ std::string position(const Context& ctx, const YAML::Mark& mark) {
          ": ";
 }
 
-[[noreturn]] void fail(const Context& ctx, const YAML::Mark& mark, std::string_view path,
+std::string message_at(const Context& ctx, const YAML::Mark& mark, std::string_view path,
                        std::string_view what) {
   std::string message = position(ctx, mark);
   if (!path.empty()) {
     message += std::string(path) + ": ";
   }
-  throw ConfigError(message + std::string(what));
+  return message + std::string(what);
+}
+
+[[noreturn]] void fail(const Context& ctx, const YAML::Mark& mark, std::string_view path,
+                       std::string_view what) {
+  throw ConfigError(message_at(ctx, mark, path, what));
+}
+
+// A secret is not present. With check_secrets this is an error (a MissingSecret); without, it is
+// noted and the caller carries on with an empty secret.
+void missing_secret(Context& ctx, const YAML::Mark& mark, std::string_view path,
+                    std::string_view what) {
+  if (ctx.check_secrets) {
+    throw MissingSecret(message_at(ctx, mark, path, what));
+  }
+  ctx.secrets_unchecked = true;
 }
 
 std::string_view kind_name(const YAML::Node& node) {
@@ -69,8 +96,10 @@ bool is_env_name(std::string_view name) {
 }
 
 // ${VAR} -> value (unset: error), ${VAR:-default} -> default when unset or empty, $$ -> $.
-// A '$' before anything else is kept. Errors name the variable, never a value.
-std::string expand_env(std::string_view text) {
+// ${env:VAR} and ${env:VAR:-default} (the OpenTelemetry Collector's spelling) are the same.
+// A '$' before anything else is kept. Errors name the variable, never a value. With `unset`,
+// an unset variable without a default is recorded there and expands to nothing.
+std::string expand_env(std::string_view text, std::vector<std::string>* unset = nullptr) {
   std::string out;
   for (std::size_t i = 0; i < text.size(); ++i) {
     if (text[i] != '$' || i + 1 == text.size() || (text[i + 1] != '$' && text[i + 1] != '{')) {
@@ -86,10 +115,19 @@ std::string expand_env(std::string_view text) {
     if (close == std::string_view::npos) {
       throw std::invalid_argument("unterminated ${ (write $$ for a literal $)");
     }
-    const std::string_view inner = text.substr(i + 2, close - i - 2);
+    std::string_view inner = text.substr(i + 2, close - i - 2);
+    if (inner.starts_with("env:")) {
+      inner.remove_prefix(4);
+    }
     const auto fallback = inner.find(":-");
     const std::string name(inner.substr(0, fallback));
     if (!is_env_name(name)) {
+      const auto colon = name.find(':');
+      if (colon != std::string::npos && colon > 0 && is_env_name(name.substr(0, colon))) {
+        // ${file:...}, ${http:...}: other Collector config providers.
+        throw std::invalid_argument("${" + name.substr(0, colon + 1) +
+                                    "...} is not supported (only ${VAR} and ${env:VAR})");
+      }
       throw std::invalid_argument(quoted(name) +
                                   " is not an environment variable name (letters, digits, _)");
     }
@@ -97,6 +135,8 @@ std::string expand_env(std::string_view text) {
     if (fallback != std::string_view::npos) {
       out +=
           value != nullptr && *value != '\0' ? std::string_view(value) : inner.substr(fallback + 2);
+    } else if (value == nullptr && unset != nullptr) {
+      unset->push_back(name);
     } else if (value == nullptr) {
       throw std::invalid_argument("environment variable " + name + " is not set (use ${" + name +
                                   ":-default} for a fallback)");
@@ -158,6 +198,43 @@ std::string scalar_text(const Context& ctx, const YAML::Node& value, const std::
   }
 }
 
+// The text of a scalar that is or leads to a secret (a header value, the password_file path):
+// an unset ${VAR} in it is a missing secret. `missing` tells the caller the text is unusable.
+std::string secret_text(Context& ctx, const YAML::Node& value, const std::string& path,
+                        const YAML::Mark& key_mark, bool& missing) {
+  const YAML::Mark mark = mark_of(value, key_mark);
+  missing = false;
+  if (value.IsNull()) {
+    fail(ctx, mark, path, "needs a value");
+  }
+  if (!value.IsScalar()) {
+    fail(ctx, mark, path, "expected a single value, got " + std::string(kind_name(value)));
+  }
+  std::vector<std::string> unset;
+  std::string text;
+  try {
+    text = expand_env(value.Scalar(), &unset);
+  } catch (const std::invalid_argument& e) {
+    fail(ctx, mark, path, e.what());
+  }
+  if (!unset.empty()) {
+    missing_secret(ctx, mark, path,
+                   "environment variable " + unset.front() + " is not set (use ${" +
+                       unset.front() + ":-default} for a fallback)");
+    missing = true;
+    return {};
+  }
+  return text;
+}
+
+// YAML merge keys ("<<: *anchor", "<<: [*a, *b]", "<<: {k: v}"). yaml-cpp 0.7 reads "<<" as an
+// ordinary key, so the loader merges: keys written in the mapping win, then the merged maps in
+// order (an earlier one wins), each with its own merges. A quoted "<<" is an ordinary key.
+bool is_merge_key(const YAML::Node& key) {
+  return key.IsScalar() && key.Scalar() == "<<" &&
+         (key.Tag() == "?" || key.Tag() == "tag:yaml.org,2002:merge");
+}
+
 class Reader {
  public:
   // `node` is a map, or null for an empty one ("http:" with no value). `anchor` is where errors
@@ -171,21 +248,7 @@ class Reader {
       fail(ctx, mark_of(node, anchor), path_,
            "expected a map, got " + std::string(kind_name(node)));
     }
-    for (const auto& kv : node) {
-      const YAML::Mark key_mark = kv.first.Mark();
-      if (!kv.first.IsScalar()) {
-        fail(ctx, key_mark, path_,
-             "keys must be plain strings, got " + std::string(kind_name(kv.first)));
-      }
-      const std::string key = kv.first.Scalar();
-      for (const Entry& seen : entries_) {
-        if (seen.key == key) {
-          fail(ctx, key_mark, path_of(key),
-               "duplicate key (first at line " + std::to_string(seen.key_mark.line + 1) + ")");
-        }
-      }
-      entries_.push_back({key, key_mark, kv.second, false});
-    }
+    add_entries(node, 0);
   }
 
   const std::string& path() const { return path_; }
@@ -236,6 +299,35 @@ class Reader {
     }
     ctx_->marks[path] = mark;
     return true;
+  }
+
+  // A string that leads to a secret (see secret_text). `missing`: an unset ${VAR} in it, which
+  // without check_secrets leaves `out` empty.
+  bool get_secret_string(std::string_view key, std::string& out, bool& missing) {
+    missing = false;
+    Entry* entry = find(key);
+    if (entry == nullptr) {
+      return false;
+    }
+    const std::string path = path_of(key);
+    out = secret_text(*ctx_, entry->value, path, entry->key_mark, missing);
+    if (!missing && out.empty()) {
+      fail(*ctx_, mark_of(entry->value, entry->key_mark), path, "must not be empty");
+    }
+    ctx_->marks[path] = mark_of(entry->value, entry->key_mark);
+    return true;
+  }
+
+  // The position of a key's value (the map's anchor when the key is absent).
+  YAML::Mark mark_at(std::string_view key) {
+    const Entry* entry = find(key);
+    return entry != nullptr ? mark_of(entry->value, entry->key_mark) : anchor_;
+  }
+
+  // A scalar as written, before ${VAR} substitution (for messages about non-secret values).
+  std::string raw_text(std::string_view key) {
+    const Entry* entry = find(key);
+    return entry != nullptr && entry->value.IsScalar() ? entry->value.Scalar() : std::string();
   }
 
   bool get_string(std::string_view key, std::string& out, bool allow_empty = true) {
@@ -354,6 +446,63 @@ class Reader {
     bool used = false;
   };
 
+  // The keys of `node` (a map), then those its merge keys bring that are not there yet.
+  // `depth` > 0: `node` is being merged into this map (duplicates are not errors there).
+  void add_entries(const YAML::Node& node, int depth) {
+    // Bounds: an anchor merged into itself (yaml-cpp builds the cycle), and aliases that
+    // multiply (each map merging the previous one twice).
+    constexpr int kMaxDepth = 16;
+    constexpr std::size_t kMaxMerged = 10'000;
+    std::vector<std::pair<YAML::Mark, YAML::Node>> merges;
+    const std::size_t first = entries_.size();
+    for (const auto& kv : node) {
+      const YAML::Mark key_mark = kv.first.Mark();
+      if (depth > 0 && ++ctx_->merged_entries > kMaxMerged) {
+        fail(*ctx_, key_mark, path_, "YAML merge keys (<<) bring in too many keys");
+      }
+      if (!kv.first.IsScalar()) {
+        fail(*ctx_, key_mark, path_,
+             "keys must be plain strings, got " + std::string(kind_name(kv.first)));
+      }
+      if (is_merge_key(kv.first)) {
+        merges.emplace_back(key_mark, kv.second);
+        continue;
+      }
+      const std::string key = kv.first.Scalar();
+      const auto seen = std::find_if(entries_.begin(), entries_.end(),
+                                     [&](const Entry& e) { return e.key == key; });
+      if (seen != entries_.end() && seen - entries_.begin() >= std::ptrdiff_t(first)) {
+        fail(*ctx_, key_mark, path_of(key),
+             "duplicate key (first at line " + std::to_string(seen->key_mark.line + 1) + ")");
+      }
+      if (seen != entries_.end()) {
+        continue;  // merged in, and the mapping (or an earlier merged map) has it already
+      }
+      entries_.push_back({key, key_mark, kv.second, false});
+    }
+    for (const auto& [merge_mark, value] : merges) {
+      const std::string what =
+          "the value of a YAML merge key (<<) must be a map, an alias of one (*name) or a list "
+          "of them";
+      if (depth >= kMaxDepth) {
+        fail(*ctx_, merge_mark, path_, "YAML merge keys (<<) nested too deeply (an anchor "
+                                       "merged into itself?)");
+      }
+      if (value.IsMap()) {
+        add_entries(value, depth + 1);
+      } else if (value.IsSequence()) {
+        for (const YAML::Node& item : value) {
+          if (!item.IsMap()) {
+            fail(*ctx_, mark_of(item, merge_mark), path_of("<<"), what);
+          }
+          add_entries(item, depth + 1);
+        }
+      } else {
+        fail(*ctx_, value.IsNull() ? merge_mark : mark_of(value, merge_mark), path_of("<<"), what);
+      }
+    }
+  }
+
   // Registers `key` as known (for the finish() message) and marks its entry used.
   Entry* find(std::string_view key) {
     if (std::find(known_.begin(), known_.end(), key) == known_.end()) {
@@ -455,28 +604,40 @@ void read_auth(Context& ctx, Reader& r, Auth& auth) {
       }
       return text;
     });
+    auth.password_source = "env " + name;
     const char* value = std::getenv(name.c_str());
     if (value == nullptr || *value == '\0') {
-      r.fail_at("password_env", "environment variable " + name + " is not set or is empty");
+      missing_secret(ctx, r.mark_at("password_env"), r.path_of("password_env"),
+                     "environment variable " + name + " is not set or is empty");
+      auth.password_unchecked = true;
+    } else {
+      auth.password = value;
     }
-    auth.password = value;
-    auth.password_source = "env " + name;
   } else {
     std::string path;
-    r.get_string("password_file", path, false);
-    const auto content = read_file(path, 64 * KiB);
-    if (!content) {
-      r.fail_at("password_file", "cannot read " + path + ": " + std::strerror(errno));
+    bool unset = false;
+    r.get_secret_string("password_file", path, unset);
+    const YAML::Mark mark = r.mark_at("password_file");
+    const std::string key_path = r.path_of("password_file");
+    std::optional<std::string> content;
+    if (unset) {
+      auth.password_unchecked = true;
+    } else if (content = read_file(path, 64 * KiB); !content) {
+      missing_secret(ctx, mark, key_path, "cannot read " + path + ": " + std::strerror(errno));
+      auth.password_unchecked = true;
+    } else {
+      auth.password = *content;
+      while (!auth.password.empty() &&
+             std::isspace(static_cast<unsigned char>(auth.password.back()))) {
+        auth.password.pop_back();
+      }
+      if (auth.password.empty()) {
+        missing_secret(ctx, mark, key_path, path + " is empty");
+        auth.password_unchecked = true;
+      }
     }
-    auth.password = *content;
-    while (!auth.password.empty() &&
-           std::isspace(static_cast<unsigned char>(auth.password.back()))) {
-      auth.password.pop_back();
-    }
-    if (auth.password.empty()) {
-      r.fail_at("password_file", path + " is empty");
-    }
-    auth.password_source = "file " + path;
+    // The path as written when a ${VAR} in it is not set here: it is not a secret.
+    auth.password_source = "file " + (unset ? r.raw_text("password_file") : path);
     auth.password_file = path;
   }
   r.finish();
@@ -504,7 +665,11 @@ void read_headers(Context& ctx, Reader& r, Exporter& exporter) {
         fail(ctx, key_mark, path, "duplicate header (names are case-insensitive)");
       }
     }
-    std::string text = scalar_text(ctx, value, path, key_mark);
+    bool unset = false;
+    std::string text = secret_text(ctx, value, path, key_mark, unset);
+    if (unset) {
+      exporter.unchecked_headers.push_back(name);
+    }
     if (text.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
       fail(ctx, mark_of(value, key_mark), path,
            "the value must not contain CR, LF or NUL characters");
@@ -581,6 +746,12 @@ Exporter read_exporter(Context& ctx, Reader& r, const std::string& name) {
   }
   if (auto tls = r.child("tls")) {
     read_tls(*tls, exporter.tls);
+    // gRPC 1.51's SslCredentials always verify; skipping needs its experimental TLS API.
+    if (grpc && exporter.tls.insecure_skip_verify) {
+      tls->fail_at("insecure_skip_verify",
+                   "tls.insecure_skip_verify is not supported by otlp_grpc: use tls.ca_file with "
+                   "the upstream's CA, or otlp_http");
+    }
   }
   r.get_count("max_in_flight", exporter.max_in_flight, 1, 64);
   r.get_size("max_queue_bytes", exporter.max_queue_bytes, 0);
@@ -724,21 +895,39 @@ Config read_config(Context& ctx, const YAML::Node& root) {
 
 }  // namespace
 
-Config load_string(std::string_view yaml, const std::string& source_name) {
-  Context ctx{source_name, {}};
+Config load_string(std::string_view yaml, const std::string& source_name,
+                   const LoadOptions& options) {
+  Context ctx;
+  ctx.source = source_name;
+  ctx.check_secrets = options.check_secrets;
   try {
-    return read_config(ctx, YAML::Load(std::string(yaml)));
+    Config config = read_config(ctx, YAML::Load(std::string(yaml)));
+    config.secrets_unchecked = ctx.secrets_unchecked;
+    return config;
   } catch (const YAML::Exception& e) {
     throw ConfigError(position(ctx, e.mark) + "invalid YAML: " + e.msg);
+  } catch (const MissingSecret& e) {
+    if (!options.suggest_no_secrets || !options.check_secrets) {
+      throw;
+    }
+    // Is the missing secret the only problem? Then say so, and how to check the rest.
+    try {
+      load_string(yaml, source_name, {.check_secrets = false});
+    } catch (const ConfigError&) {
+      throw e;
+    }
+    throw ConfigError(std::string(e.what()) +
+                      " (everything else is valid; to validate a file whose secrets are set "
+                      "only where it runs, use --validate --no-secrets)");
   }
 }
 
-Config load_file(const std::string& path) {
+Config load_file(const std::string& path, const LoadOptions& options) {
   const auto content = read_file(path, 16 * MiB);
   if (!content) {
     throw ConfigError("cannot read config file " + path + ": " + std::strerror(errno));
   }
-  return load_string(*content, path);
+  return load_string(*content, path, options);
 }
 
 std::string describe(const Config& config) {
@@ -750,6 +939,9 @@ std::string describe(const Config& config) {
   const auto flag = [](bool value) { return value ? "true" : "false"; };
 
   line(0, "source", config.source);
+  if (config.secrets_unchecked) {
+    line(0, "secrets", "some not present here, not checked (--no-secrets)");
+  }
   line(0, "receivers", "");
   const HttpReceiver& http = config.receivers.http;
   if (http.enabled) {
@@ -800,15 +992,20 @@ std::string describe(const Config& config) {
                     ")");
     line(2, "compression", e.gzip ? "gzip" : "none");
     line(2, "auth",
-         e.auth.enabled ? "username: " + e.auth.username + ", password: <redacted, from " +
-                              e.auth.password_source + ">"
-                        : "none");
+         !e.auth.enabled ? "none"
+         : e.auth.password_unchecked
+             ? "username: " + e.auth.username + ", password: <not checked (--no-secrets), from " +
+                   e.auth.password_source + ">"
+             : "username: " + e.auth.username + ", password: <redacted, from " +
+                   e.auth.password_source + ">");
     if (e.headers.empty()) {
       line(2, "headers", "none");
     } else {
       line(2, "headers", "");
       for (const auto& [name, value] : e.headers) {
-        line(3, name, "<redacted>");
+        const bool unchecked = std::find(e.unchecked_headers.begin(), e.unchecked_headers.end(),
+                                         name) != e.unchecked_headers.end();
+        line(3, name, unchecked ? "<not checked (--no-secrets)>" : "<redacted>");
       }
     }
     line(2, "timeout", format_duration(e.timeout));

@@ -113,6 +113,9 @@ struct Auth {
   // The password_file path after ${VAR} expansion (empty with password_env): the exporter
   // re-reads it when it changes (token rotation without a reload).
   std::string password_file;
+  // --validate --no-secrets only: the secret is not present here (variable unset, file
+  // unreadable or empty) and was not read; password is empty. describe() says "not checked".
+  bool password_unchecked = false;
 
   bool operator==(const Auth&) const = default;
 };
@@ -139,6 +142,8 @@ struct Exporter {
   bool gzip = true;  // compression: gzip | none
   Auth auth;
   std::vector<std::pair<std::string, std::string>> headers;  // values may be secret: redact
+  // --validate --no-secrets only: headers whose value has an unset ${VAR} (value left empty).
+  std::vector<std::string> unchecked_headers;
   Duration timeout = 10s;
   Retry retry;
   Tls tls;
@@ -196,11 +201,26 @@ struct Config {
   Admin admin;
   Spool spool;
   Duration shutdown_timeout = 10s;
+  // Loaded with LoadOptions::check_secrets = false and at least one secret was not present:
+  // fit for describe(), never for running.
+  bool secrets_unchecked = false;
 };
 
-// Parses and validates; resolves ${VAR} and secrets. Throws ConfigError.
-Config load_file(const std::string& path);
-Config load_string(std::string_view yaml, const std::string& source_name);
+struct LoadOptions {
+  // false (--validate --no-secrets): a secret that is not present in this environment is
+  // reported as not checked instead of an error. Secrets are auth.password_env (variable
+  // unset or empty), auth.password_file (unreadable or empty, or an unset ${VAR} in its path)
+  // and an unset ${VAR} in a header value. Everything else is validated as usual.
+  bool check_secrets = true;
+  // --validate: when a missing secret is the only error, the message says so and suggests
+  // --validate --no-secrets.
+  bool suggest_no_secrets = false;
+};
+
+// Parses and validates; resolves ${VAR} / ${env:VAR} and secrets. Throws ConfigError.
+Config load_file(const std::string& path, const LoadOptions& options = {});
+Config load_string(std::string_view yaml, const std::string& source_name,
+                   const LoadOptions& options = {});
 
 // The embedded default configuration (config/spanrelay.yaml, compiled in).
 std::string_view embedded_default();

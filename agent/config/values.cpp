@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -178,6 +179,27 @@ ListenEndpoint parse_listen_endpoint(std::string_view text) {
   const std::string hint = " (use host:port, [::1]:port or unix:/path/to.sock)";
   ListenEndpoint endpoint;
   endpoint.text = std::string(text);
+  // A URL copied from an SDK's exporter setting ("http://127.0.0.1:4318"): a listening address
+  // has no scheme. Suggest the host:port inside it when that is one.
+  const auto scheme_char = [](char c) {
+    return is_alpha(c) || is_digit(c) || c == '+' || c == '-' || c == '.';
+  };
+  if (const auto scheme_end = text.find("://");
+      scheme_end != std::string_view::npos && scheme_end > 0 && !text.starts_with("unix:") &&
+      std::all_of(text.begin(), text.begin() + std::ptrdiff_t(scheme_end), scheme_char)) {
+    std::string_view inside = text.substr(scheme_end + 3);
+    inside = inside.substr(0, inside.find('/'));
+    std::string example = "127.0.0.1:4318";
+    try {
+      if (!inside.empty()) {
+        example = parse_listen_endpoint(inside).text;
+      }
+    } catch (const std::invalid_argument&) {
+      // keep the generic example
+    }
+    throw std::invalid_argument(quoted(text) + ": write host:port without a scheme, e.g. " +
+                                example + " (or unix:/path)");
+  }
   if (text.starts_with("unix:")) {
     endpoint.unix_path = std::string(text.substr(5));
     if (endpoint.unix_path.empty()) {

@@ -1145,3 +1145,327 @@ TEST_CASE("spool: defaults, every key, and errors that name the key") {
   CHECK(error_of("spool: {path: /s, replay: random}\n" + kFileExporter).starts_with(
       "t.yaml:1:27: spool.replay:"));
 }
+
+// ---- issue 9, item 5: config edges that passed validation and failed at start, or misled ----
+
+TEST_CASE("otlp_grpc refuses tls.insecure_skip_verify at validation, naming the key") {
+  const std::string grpc =
+      "exporters:\n"
+      "  tempo:\n"
+      "    type: otlp_grpc\n"
+      "    endpoint: https://tempo.example.com:4317\n";
+  CHECK(error_of(grpc + "    tls: {insecure_skip_verify: true}\n") ==
+        "t.yaml:5:33: exporters.tempo.tls.insecure_skip_verify: tls.insecure_skip_verify is not "
+        "supported by otlp_grpc: use tls.ca_file with the upstream's CA, or otlp_http");
+  // Also over http:// (where it would do nothing): the key is not supported by the type.
+  CHECK_THAT(error_of("exporters:\n  tempo:\n    type: otlp_grpc\n"
+                      "    endpoint: http://127.0.0.1:4317\n"
+                      "    tls:\n      insecure_skip_verify: true\n"),
+             StartsWith("t.yaml:6:29: exporters.tempo.tls.insecure_skip_verify: "));
+  // false is the default and fine; otlp_http still supports it.
+  CHECK_FALSE(load_string(grpc + "    tls: {insecure_skip_verify: false}\n", "t.yaml")
+                  .exporters[0]
+                  .tls.insecure_skip_verify);
+  CHECK(load_string(otlp_exporter("    tls: {insecure_skip_verify: true}\n"), "t.yaml")
+            .exporters[0]
+            .tls.insecure_skip_verify);
+}
+
+TEST_CASE("a listen endpoint written as a URL says to drop the scheme") {
+  CHECK(endpoint_error("http://127.0.0.1:4318") ==
+        "\"http://127.0.0.1:4318\": write host:port without a scheme, e.g. 127.0.0.1:4318 (or "
+        "unix:/path)");
+  CHECK(endpoint_error("https://0.0.0.0:4318/v1/traces") ==
+        "\"https://0.0.0.0:4318/v1/traces\": write host:port without a scheme, e.g. "
+        "0.0.0.0:4318 (or unix:/path)");
+  CHECK(endpoint_error("grpc://[::1]:4317") ==
+        "\"grpc://[::1]:4317\": write host:port without a scheme, e.g. [::1]:4317 (or "
+        "unix:/path)");
+  // Nothing usable inside: a generic example.
+  CHECK(endpoint_error("http://localhost") ==
+        "\"http://localhost\": write host:port without a scheme, e.g. 127.0.0.1:4318 (or "
+        "unix:/path)");
+  CHECK_THAT(endpoint_error("http://127.0.0.1:4318"), !Contains("IPv6"));
+  // A real IPv6 address without brackets still gets the bracket advice.
+  CHECK_THAT(endpoint_error("::1:4318"), Contains("an IPv6 address needs brackets"));
+  // unix:// is a unix socket path ("//run/x.sock" is /run/x.sock).
+  CHECK(parse_listen_endpoint("unix:///run/x.sock").unix_path == "///run/x.sock");
+
+  CHECK(error_of("receivers:\n  http:\n    endpoint: \"http://127.0.0.1:4318\"\n" +
+                 kFileExporter) ==
+        "t.yaml:3:15: receivers.http.endpoint: \"http://127.0.0.1:4318\": write host:port "
+        "without a scheme, e.g. 127.0.0.1:4318 (or unix:/path)");
+  CHECK_THAT(error_of("receivers:\n  grpc:\n    endpoint: grpc://0.0.0.0:4317\n" + kFileExporter),
+             StartsWith("t.yaml:3:15: receivers.grpc.endpoint: \"grpc://0.0.0.0:4317\": write "
+                        "host:port without a scheme, e.g. 0.0.0.0:4317"));
+  CHECK_THAT(error_of("admin:\n  endpoint: https://127.0.0.1:13133\n" + kFileExporter),
+             StartsWith("t.yaml:2:13: admin.endpoint: ") && Contains("without a scheme"));
+}
+
+TEST_CASE("${env:VAR} and ${env:VAR:-default}, as in the OpenTelemetry Collector") {
+  EnvVar t("SR_TEST_T", "2s");
+  EnvVar url("SR_TEST_URL", "https://h.example/otlp");
+  EnvVar empty("SR_TEST_EMPTY", "");
+  EnvVar unset("SR_TEST_UNSET", nullptr);
+  const Config c = load_string(
+      "batch:\n  timeout: ${env:SR_TEST_T}\n"
+      "shutdown_timeout: ${env:SR_TEST_UNSET:-3s}\n"
+      "log: {level: \"${env:SR_TEST_EMPTY:-warn}\"}\n"
+      "exporters:\n"
+      "  up: {type: otlp_http, endpoint: \"${env:SR_TEST_URL}\"}\n"
+      "  local: {type: file, path: \"./x-${env:SR_TEST_T}-${SR_TEST_T}-$${env:SR_TEST_T}\"}\n",
+      "t.yaml");
+  CHECK(c.batch.timeout == 2s);
+  CHECK(c.shutdown_timeout == 3s);
+  CHECK(c.log.level == "warn");
+  CHECK(c.exporters[0].endpoint.host == "h.example");
+  CHECK(c.exporters[1].path == "./x-2s-2s-${env:SR_TEST_T}");
+
+  CHECK(error_of("batch:\n  timeout: ${env:SR_TEST_UNSET}\n" + kFileExporter) ==
+        "t.yaml:2:12: batch.timeout: environment variable SR_TEST_UNSET is not set (use "
+        "${SR_TEST_UNSET:-default} for a fallback)");
+  CHECK_THAT(error_of("batch:\n  timeout: ${env:}\n" + kFileExporter),
+             StartsWith("t.yaml:2:12: batch.timeout: \"\" is not an environment variable name"));
+  CHECK_THAT(error_of("batch:\n  timeout: ${env:1X}\n" + kFileExporter),
+             Contains("\"1X\" is not an environment variable name"));
+  // Other Collector providers are named as unsupported.
+  CHECK(error_of("batch:\n  timeout: \"${file:/etc/t}\"\n" + kFileExporter) ==
+        "t.yaml:2:12: batch.timeout: ${file:...} is not supported (only ${VAR} and ${env:VAR})");
+  // Secrets work the same way in headers.
+  EnvVar secret("SR_TEST_SECRET", "TOP-SECRET-42");
+  const Config h = load_string(
+      otlp_exporter("    headers: {Authorization: \"Bearer ${env:SR_TEST_SECRET}\"}\n"), "t.yaml");
+  CHECK(h.exporters[0].headers[0].second == "Bearer TOP-SECRET-42");
+}
+
+namespace {
+
+// A production-like file whose secrets are not set in this environment.
+std::string production_yaml(const std::string& token_file) {
+  return "exporters:\n"
+         "  grafana:\n"
+         "    type: otlp_http\n"
+         "    endpoint: https://otlp-gateway-prod-eu-west-2.grafana.net/otlp\n"
+         "    auth: {username: \"123456\", password_env: SR_TEST_PROD_TOKEN}\n"
+         "    headers: {X-Scope-OrgID: tenant-1, X-Api-Key: \"${SR_TEST_PROD_KEY}\"}\n"
+         "  backup:\n"
+         "    type: otlp_grpc\n"
+         "    endpoint: https://tempo.example.com:4317\n"
+         "    auth: {username: u, password_file: \"" +
+         token_file +
+         "\"}\n"
+         "  systemd:\n"
+         "    type: otlp_http\n"
+         "    endpoint: https://h/otlp\n"
+         "    auth: {username: u, password_file: \"${SR_TEST_CREDS_DIR}/token\"}\n";
+}
+
+}  // namespace
+
+TEST_CASE("check_secrets = false: missing secrets are reported as not checked, the rest is "
+          "validated") {
+  EnvVar token("SR_TEST_PROD_TOKEN", nullptr);
+  EnvVar key("SR_TEST_PROD_KEY", nullptr);
+  EnvVar creds("SR_TEST_CREDS_DIR", nullptr);
+  const std::string missing_file = "/nonexistent/spanrelay-test/token";
+  const std::string yaml = production_yaml(missing_file);
+
+  // A plain load fails on the first missing secret, with its position.
+  CHECK(error_of(yaml) ==
+        "t.yaml:5:46: exporters.grafana.auth.password_env: environment variable "
+        "SR_TEST_PROD_TOKEN is not set or is empty");
+
+  const LoadOptions no_secrets{.check_secrets = false};
+  const Config c = load_string(yaml, "t.yaml", no_secrets);
+  CHECK(c.secrets_unchecked);
+  REQUIRE(c.exporters.size() == 3);
+  CHECK(c.exporters[0].auth.password_unchecked);
+  CHECK(c.exporters[0].auth.password.empty());
+  CHECK(c.exporters[0].auth.password_source == "env SR_TEST_PROD_TOKEN");
+  CHECK(c.exporters[0].unchecked_headers == std::vector<std::string>{"X-Api-Key"});
+  CHECK(c.exporters[1].auth.password_unchecked);
+  CHECK(c.exporters[1].auth.password_source == "file " + missing_file);
+  CHECK(c.exporters[2].auth.password_unchecked);
+  CHECK(c.exporters[2].auth.password_source == "file ${SR_TEST_CREDS_DIR}/token");
+
+  const std::string text = describe(c);
+  CHECK_THAT(text, Contains("secrets: some not present here, not checked (--no-secrets)\n"));
+  CHECK_THAT(text, Contains("auth: username: 123456, password: <not checked (--no-secrets), "
+                            "from env SR_TEST_PROD_TOKEN>\n"));
+  CHECK_THAT(text, Contains("      X-Scope-OrgID: <redacted>\n"
+                            "      X-Api-Key: <not checked (--no-secrets)>\n"));
+  CHECK_THAT(text, Contains("password: <not checked (--no-secrets), from file " + missing_file));
+  CHECK_THAT(text, Contains("from file ${SR_TEST_CREDS_DIR}/token>"));
+
+  // Everything that is not a secret's presence is still checked.
+  try {
+    load_string(yaml + "    max_in_flight: 0\n", "t.yaml", no_secrets);
+    FAIL("max_in_flight: 0 was accepted with check_secrets = false");
+  } catch (const ConfigError& e) {
+    CHECK_THAT(e.what(),
+               StartsWith("t.yaml:15:20: exporters.systemd.max_in_flight: 0 is out of range"));
+  }
+  const auto no_secrets_error = [&](const std::string& bad) -> std::string {
+    try {
+      load_string(bad, "t.yaml", no_secrets);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    FAIL("expected a ConfigError with check_secrets = false for:\n" << bad);
+    return {};
+  };
+  // A ${VAR} outside a secret position, a bad variable name, a malformed header value.
+  CHECK_THAT(no_secrets_error("batch: {timeout: \"${SR_TEST_PROD_KEY}\"}\n" + kFileExporter),
+             StartsWith("t.yaml:1:18: batch.timeout: environment variable SR_TEST_PROD_KEY is "
+                        "not set"));
+  CHECK_THAT(no_secrets_error(otlp_exporter("    auth: {username: u, password_env: 1BAD}\n")),
+             Contains("\"1BAD\" is not an environment variable name"));
+  CHECK_THAT(no_secrets_error(otlp_exporter("    auth: {username: u}\n")),
+             Contains("needs password_env"));
+  CHECK_THAT(no_secrets_error(otlp_exporter("    headers: {X-A: \"${SR_TEST_PROD_KEY\"}\n")),
+             Contains("unterminated ${"));
+  CHECK_THAT(no_secrets_error(otlp_exporter("    auth: {username: u, password_file: \"\"}\n")),
+             Contains("password_file: must not be empty"));
+
+  // Present secrets are read and checked as usual.
+  EnvVar set_token("SR_TEST_PROD_TOKEN", "tok");
+  EnvVar set_key("SR_TEST_PROD_KEY", "key");
+  EnvVar set_creds("SR_TEST_CREDS_DIR", "/nonexistent");
+  TempFile file("file-token\n");
+  const Config present = load_string(production_yaml(file.path()), "t.yaml", no_secrets);
+  CHECK(present.exporters[0].auth.password == "tok");
+  CHECK_FALSE(present.exporters[0].auth.password_unchecked);
+  CHECK(present.exporters[0].unchecked_headers.empty());
+  CHECK(present.exporters[1].auth.password == "file-token");
+  CHECK_FALSE(present.exporters[1].auth.password_unchecked);
+  CHECK(present.exporters[2].auth.password_unchecked);  // /nonexistent/token
+  CHECK(present.secrets_unchecked);
+  CHECK_THAT(describe(present), !Contains("tok\n") && !Contains("file-token"));
+  TempFile empty("\n");
+  const Config empty_file = load_string(
+      otlp_exporter("    auth: {username: u, password_file: \"" + empty.path() + "\"}\n"),
+      "t.yaml", no_secrets);
+  CHECK(empty_file.exporters[0].auth.password_unchecked);
+  // Nothing missing: nothing said.
+  const Config all = load_string(kFileExporter, "t.yaml", no_secrets);
+  CHECK_FALSE(all.secrets_unchecked);
+  CHECK_THAT(describe(all), !Contains("not checked"));
+}
+
+TEST_CASE("suggest_no_secrets: a missing secret as the only error suggests --no-secrets") {
+  EnvVar token("SR_TEST_PROD_TOKEN", nullptr);
+  EnvVar key("SR_TEST_PROD_KEY", nullptr);
+  EnvVar creds("SR_TEST_CREDS_DIR", nullptr);
+  const std::string yaml = production_yaml("/nonexistent/spanrelay-test/token");
+  const LoadOptions validate{.suggest_no_secrets = true};
+  const auto error = [&](const std::string& text) -> std::string {
+    try {
+      load_string(text, "t.yaml", validate);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    FAIL("expected a ConfigError for:\n" << text);
+    return {};
+  };
+  CHECK(error(yaml) ==
+        "t.yaml:5:46: exporters.grafana.auth.password_env: environment variable "
+        "SR_TEST_PROD_TOKEN is not set or is empty (everything else is valid; to validate a "
+        "file whose secrets are set only where it runs, use --validate --no-secrets)");
+  // The header's ${VAR} and the password_file are secrets too.
+  EnvVar set_token("SR_TEST_PROD_TOKEN", "tok");
+  CHECK_THAT(error(yaml), StartsWith("t.yaml:6:51: exporters.grafana.headers.X-Api-Key: "
+                                     "environment variable SR_TEST_PROD_KEY is not set") &&
+                              Contains("use --validate --no-secrets"));
+  EnvVar set_key("SR_TEST_PROD_KEY", "k");
+  CHECK_THAT(error(yaml), StartsWith("t.yaml:10:40: exporters.backup.auth.password_file: cannot "
+                                     "read /nonexistent/spanrelay-test/token: ") &&
+                              Contains("use --validate --no-secrets"));
+  // Another error as well: no suggestion, since --no-secrets would not make it pass.
+  EnvVar unset_token("SR_TEST_PROD_TOKEN", nullptr);
+  const std::string both = error(yaml + "    max_in_flight: 0\n");
+  CHECK_THAT(both, StartsWith("t.yaml:5:46: exporters.grafana.auth.password_env: "));
+  CHECK_THAT(both, !Contains("--no-secrets"));
+  // Errors that are not about secrets never suggest it.
+  CHECK_THAT(error("batch: {timeout: \"${SR_TEST_PROD_KEY}x\"}\n" + kFileExporter),
+             !Contains("--no-secrets"));
+  // Without the option (start, reload): no suggestion.
+  CHECK_THAT(error_of(yaml), !Contains("--no-secrets"));
+}
+
+TEST_CASE("YAML merge keys (<<) merge, explicit keys win, in nested positions and at the top") {
+  const Config c = load_string(
+      "exporters:\n"
+      "  primary: &upstream\n"
+      "    type: otlp_http\n"
+      "    endpoint: https://a.example/otlp\n"
+      "    timeout: 3s\n"
+      "    retry: &retry {max_elapsed: 1m, initial_interval: 2s}\n"
+      "  secondary:\n"
+      "    <<: *upstream\n"
+      "    endpoint: https://b.example/otlp\n"
+      "    retry:\n"
+      "      <<: *retry\n"
+      "      initial_interval: 500ms\n"
+      "  third:\n"
+      "    endpoint: https://c.example/otlp\n"
+      "    <<: [{timeout: 7s}, *upstream]\n"
+      "<<: {shutdown_timeout: 4s, batch: {timeout: 250ms}}\n"
+      "batch: {max_spans: 10}\n",
+      "t.yaml");
+  REQUIRE(c.exporters.size() == 3);
+  const Exporter& b = c.exporters[1];
+  CHECK(b.name == "secondary");
+  CHECK(b.type == ExporterType::otlp_http);
+  CHECK(b.endpoint.host == "b.example");  // written in the mapping: wins over the merged one
+  CHECK(b.timeout == 3s);                 // merged
+  CHECK(b.retry.max_elapsed == 1min);     // nested merge
+  CHECK(b.retry.initial_interval == 500ms);
+  const Exporter& t = c.exporters[2];
+  CHECK(t.endpoint.host == "c.example");
+  CHECK(t.timeout == 7s);  // the earlier map in the list wins
+  CHECK(t.retry.max_elapsed == 1min);
+  CHECK(c.shutdown_timeout == 4s);  // merged at the top level
+  CHECK(c.batch.max_spans == 10);   // explicit batch replaces the merged one as a whole
+  CHECK(c.batch.timeout == 1s);
+
+  // A merged key is validated like a written one, at the position where it is written.
+  CHECK(error_of("exporters:\n"
+                 "  a: &a {type: file, path: x, colour: red}\n"
+                 "  b: {<<: *a, path: y}\n") ==
+        "t.yaml:2:31: exporters.a.colour: unknown key (known: type, path, max_queue_bytes)");
+  CHECK_THAT(error_of("exporters:\n"
+                      "  a: &a {type: otlp_http, endpoint: http://h, max_in_flight: 0}\n"
+                      "  b: {type: file, path: y}\n"
+                      "  c: {<<: *a}\n"),
+             StartsWith("t.yaml:2:62: exporters.a.max_in_flight: "));
+  CHECK_THAT(error_of("x: &x {colour: red}\n<<: *x\n" + kFileExporter),
+             StartsWith("t.yaml:1:1: x: unknown key"));
+  CHECK_THAT(error_of("x: &x {shutdown_timeout: 0s}\n" + kFileExporter),
+             StartsWith("t.yaml:1:1: x: unknown key"));
+  // A merged key that is a duplicate of a written one is not an error (the written one wins);
+  // a key written twice still is.
+  CHECK_THAT(error_of("exporters:\n  a: {type: file, path: x, path: y}\n"),
+             Contains("exporters.a.path: duplicate key"));
+
+  // Values that cannot be merged.
+  CHECK(error_of("exporters:\n  a: {type: file, path: x, <<: 5}\n") ==
+        "t.yaml:2:32: exporters.a.<<: the value of a YAML merge key (<<) must be a map, an alias "
+        "of one (*name) or a list of them");
+  CHECK_THAT(error_of("exporters:\n  a: {type: file, path: x, <<: [{}, 5]}\n"),
+             StartsWith("t.yaml:2:37: exporters.a.<<: the value of a YAML merge key"));
+  CHECK_THAT(error_of("<<:\n" + kFileExporter), StartsWith("t.yaml:1:") &&
+                                                    Contains("<<: the value of a YAML merge key"));
+  // A quoted "<<" is an ordinary key, so an unknown one.
+  CHECK_THAT(error_of("exporters:\n  a: {type: file, path: x, \"<<\": {}}\n"),
+             StartsWith("t.yaml:2:28: exporters.a.<<: unknown key"));
+  // An anchor merged into itself, and merges that multiply, end with an error.
+  CHECK_THAT(error_of("exporters:\n  a: &a {type: file, path: x, <<: *a}\n"),
+             Contains("YAML merge keys (<<) nested too deeply"));
+  std::string bomb = "exporters:\n  l0: &l0 {type: file, path: x}\n";
+  for (int i = 1; i < 12; ++i) {
+    const std::string prev = "*l" + std::to_string(i - 1);
+    bomb += "  l" + std::to_string(i) + ": &l" + std::to_string(i) + " {<<: [" + prev + ", " +
+            prev + ", " + prev + ", " + prev + "]}\n";
+  }
+  CHECK_THAT(error_of(bomb), Contains("YAML merge keys (<<) bring in too many keys"));
+}
