@@ -39,8 +39,17 @@ class GrpcByteBufferPeer {
 };
 }  // namespace grpc::internal
 
+// The flags of the last message gRPC core read on a call; GRPC_WRITE_INTERNAL_COMPRESS
+// (0x80000000, core-internal) is the message's compressed flag as received. Exported by
+// libgrpc 1.51 but declared only in a core-internal header (src/core/lib/surface/call.h); if an
+// upgrade drops it, linking fails (it cannot silently go wrong). The C++ byte buffer loses the
+// flag when the request names no grpc-encoding (or identity), see flagged_compressed_... below.
+uint32_t grpc_call_test_only_get_message_flags(grpc_call* call);
+
 namespace spanrelay {
 namespace {
+
+constexpr uint32_t kInternalCompressFlag = 0x80000000u;
 
 constexpr const char* kFullMessage = "spanrelay buffer is full; retry later";
 constexpr const char* kShuttingDownMessage = "spanrelay is shutting down";
@@ -127,7 +136,7 @@ ReadStatus read_message(grpc::ByteBuffer& message, std::size_t max_bytes, std::s
 }  // namespace
 
 // Every method path arrives here as a bidi stream of raw messages. Export is unary: the
-// reactor reads one message, answers, and finishes. Each reactor calls Finish exactly once
+// reactor reads one message, reads again to see the request end there, answers, and finishes. Each reactor calls Finish exactly once
 // on every path (gRPC's refcount needs it) and deletes itself in OnDone, which gRPC calls
 // once everything about the call is over, including when the client disconnected or the
 // server shut down mid-call: nothing leaks, nothing outlives the call.
@@ -163,22 +172,57 @@ class OtlpGrpcReceiver::Service final : public grpc::CallbackGenericService {
       StartRead(&request_);
     }
 
+    // Two reads: the message, then the end of the request stream. The answer waits for the
+    // second, so a request carrying anything after its message is refused whole, never half
+    // accepted. A unary client sends its message and END_STREAM together: the second read
+    // completes at once.
     void OnReadDone(bool ok) override {
-      if (!ok) {
-        // No message: the client went away (OnCancel), gRPC refused the message (more than
-        // max_message_bytes on the wire) and already failed the call with its own status, or a
-        // streaming client half-closed without sending one. Only in the last case does this
-        // status reach anyone.
-        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "expected one ExportTraceServiceRequest message"));
+      if (!have_message_) {
+        if (!ok) {
+          // No message: the client went away (OnCancel), gRPC refused the message (more than
+          // max_message_bytes on the wire) and already failed the call with its own status, or
+          // the body held no complete gRPC message (empty, shorter than its 5-byte prefix, or
+          // shorter than the length the prefix declares: gRPC core drops such bytes at the end
+          // of the stream and reports no message). Only in the last case does this status
+          // reach anyone, or count as a bad request.
+          if (ctx_->IsCancelled()) {
+            Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+            return;
+          }
+          refuse(grpc::StatusCode::INVALID_ARGUMENT,
+                 "expected one ExportTraceServiceRequest message (a gRPC length-prefixed "
+                 "message: flag byte, 4-byte length, that many bytes)");
+          return;
+        }
+        if (flagged_compressed_without_encoding()) {
+          // The gRPC protocol: a compressed flag with no (or identity) grpc-encoding is INTERNAL.
+          // gRPC core hands such a message over as plain bytes when decompression is ours.
+          refuse(grpc::StatusCode::INTERNAL,
+                 "message has the compressed flag set but the request has no grpc-encoding");
+          return;
+        }
+        have_message_ = true;
+        StartRead(&extra_);
+        return;
+      }
+      if (ok) {
+        // A second message (or a second gRPC prefix after the first message's bytes).
+        extra_.Clear();
+        request_.Clear();
+        refuse(grpc::StatusCode::INVALID_ARGUMENT,
+               "more than one message in an Export call: it takes exactly one "
+               "ExportTraceServiceRequest");
+        return;
+      }
+      if (ctx_->IsCancelled()) {  // nobody would hear the answer: accept nothing
+        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
         return;
       }
       const auto started = std::chrono::steady_clock::now();
       grpc::Status status = service_.handle(request_, response_);
       service_.intake_.stats().grpc_duration.observe(std::chrono::steady_clock::now() - started);
-      if (!status.ok() && service_.log_->should_log(spdlog::level::debug)) {
-        service_.log_->debug("refused a call from {}: {} {}", ctx_->peer(),
-                             static_cast<int>(status.error_code()), status.error_message());
+      if (!status.ok()) {
+        log_refusal(status);
       }
       if (status.ok()) {
         StartWriteAndFinish(&response_, grpc::WriteOptions(), status);
@@ -193,9 +237,35 @@ class OtlpGrpcReceiver::Service final : public grpc::CallbackGenericService {
     void OnDone() override { delete this; }
 
    private:
+    // A framing refusal: counted as a bad request, logged at debug.
+    void refuse(grpc::StatusCode code, const char* message) {
+      add(service_.intake_.stats().bad_requests);
+      grpc::Status status(code, message);
+      log_refusal(status);
+      Finish(std::move(status));
+    }
+
+    void log_refusal(const grpc::Status& status) {
+      if (service_.log_->should_log(spdlog::level::debug)) {
+        service_.log_->debug("refused a call from {}: {} {}", ctx_->peer(),
+                             static_cast<int>(status.error_code()), status.error_message());
+      }
+    }
+
+    // The message's compressed flag is set, yet gRPC did not mark the buffer with an algorithm:
+    // the request named none (or identity). gRPC core keeps the flag of the last message read
+    // on the call; the byte buffer does not carry it in that case.
+    bool flagged_compressed_without_encoding() {
+      const grpc_byte_buffer* raw = grpc::internal::GrpcByteBufferPeer(&request_).c_buffer();
+      return raw != nullptr && raw->data.raw.compression == GRPC_COMPRESS_NONE &&
+             (grpc_call_test_only_get_message_flags(ctx_->c_call()) & kInternalCompressFlag) != 0;
+    }
+
     Service& service_;
     grpc::GenericCallbackServerContext* ctx_;
+    bool have_message_ = false;
     grpc::ByteBuffer request_;
+    grpc::ByteBuffer extra_;  // the second read: must find the end of the stream
     grpc::ByteBuffer response_;
   };
 
