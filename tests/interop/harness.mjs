@@ -492,7 +492,12 @@ export class Agent {
   // SIGTERM, then the exit status (SIGKILL and a throw if it takes longer than timeoutMs).
   async terminate(timeoutMs = 10_000) {
     if (!this.exited) this.child.kill('SIGTERM');
-    const timedOut = await Promise.race([this.exitPromise.then(() => false), sleep(timeoutMs).then(() => true)]);
+    // The deadline's timer is cleared once the agent exits: a pending one would keep this test
+    // process alive for the rest of timeoutMs after its tests have ended.
+    let timer;
+    const deadline = new Promise((resolve) => { timer = setTimeout(() => resolve(true), timeoutMs); });
+    const timedOut = await Promise.race([this.exitPromise.then(() => false), deadline]);
+    clearTimeout(timer);
     if (timedOut) {
       this.kill();
       await this.exitPromise;
