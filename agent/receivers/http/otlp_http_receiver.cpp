@@ -1,5 +1,8 @@
 #include "receivers/http/otlp_http_receiver.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 #include <boost/algorithm/string/predicate.hpp>
 #include <boost/algorithm/string/trim.hpp>
 
@@ -36,6 +39,28 @@ Response reply(status st, Encoding enc, std::string body) {
 
 Response error(status st, Encoding enc, Code code, std::string_view message) {
   return reply(st, enc, otlp::status_body(enc, code, message));
+}
+
+// The Host header as the client wrote it ("spanrelay:4318"), for a hint the user can paste; a
+// placeholder when it is missing or has characters no host:port has.
+std::string host_for_hint(std::string_view host) {
+  const bool plausible =
+      !host.empty() && host.size() <= 255 && std::all_of(host.begin(), host.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '-' ||
+               c == '_' || c == ':' || c == '[' || c == ']';
+      });
+  return plausible ? std::string(host) : std::string("<host>:<port>");
+}
+
+// The 404 for another OTLP signal: SDKs configured with OTEL_EXPORTER_OTLP_ENDPOINT send all
+// three signals to the same base URL, and only traces belong here.
+std::string other_signal_message(std::string_view target, std::string_view host) {
+  return std::string(target) +
+         ": spanrelay forwards traces only (POST /v1/traces); point just the traces exporter "
+         "here: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://" +
+         host_for_hint(host) +
+         "/v1/traces, and send metrics and logs elsewhere (or turn them off: "
+         "OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none)";
 }
 
 }  // namespace
@@ -78,7 +103,9 @@ Response OtlpHttpReceiver::handle(Request& req, RequestProblem problem) {
   ReceiverStats& stats = intake_.stats();
   add(stats.requests);
   const std::string type = media_type(req[beast_http::field::content_type]);
-  const Encoding enc = type == kJsonType ? Encoding::kJson : Encoding::kProtobuf;
+  // Protobuf answers only a protobuf request. JSON, a missing or an unknown Content-Type (curl,
+  // a browser, a person) gets its errors as JSON google.rpc.Status, readable as it is.
+  const Encoding enc = type == kProtobufType ? Encoding::kProtobuf : Encoding::kJson;
   auto bad = [&](status st, Code code, std::string_view message) {
     add(stats.bad_requests);
     return error(st, enc, code, message);
@@ -86,6 +113,10 @@ Response OtlpHttpReceiver::handle(Request& req, RequestProblem problem) {
 
   std::string_view target = req.target();
   target = target.substr(0, target.find('?'));
+  if (target == "/v1/metrics" || target == "/v1/logs") {
+    return bad(status::not_found, Code::kNotFound,
+               other_signal_message(target, req[beast_http::field::host]));
+  }
   if (target != "/v1/traces") {
     return bad(status::not_found, Code::kNotFound,
                "unknown path " + std::string(target) + ": traces are accepted at /v1/traces");
