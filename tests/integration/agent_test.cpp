@@ -434,11 +434,11 @@ std::vector<BadInput> bad_inputs(std::size_t max_request_bytes) {
   cases.push_back({"unknown path", other_path, 404, Format::protobuf});
   HttpRequest get;
   get.method = "GET";
-  cases.push_back({"GET", get, 405, Format::protobuf});
+  cases.push_back({"GET", get, 405, Format::json});  // no protobuf Content-Type: readable JSON
   HttpRequest put = with_body("application/x-protobuf", protobuf);
   put.method = "PUT";
   cases.push_back({"PUT", put, 405, Format::protobuf});
-  cases.push_back({"text/plain", with_body("text/plain", "hello"), 415, Format::protobuf});
+  cases.push_back({"text/plain", with_body("text/plain", "hello"), 415, Format::json});
   cases.push_back({"unsupported Content-Encoding",
                    with_body("application/x-protobuf", protobuf, "br"), 415, Format::protobuf});
   cases.push_back({"bad protobuf", with_body("application/x-protobuf", "\x0a\xff\xff\xff\xff\x0f"),
