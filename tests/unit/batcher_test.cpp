@@ -14,6 +14,7 @@ using namespace spanrelay;
 using namespace std::chrono_literals;
 using testing::ExportTraceServiceRequest;
 using testing::make_request;
+using testing::span_ids;
 
 namespace {
 
@@ -139,18 +140,6 @@ std::multiset<std::string> span_ids(const std::vector<BatchPtr>& batches) {
         for (const auto& s : ss.spans()) {
           ids.insert(s.span_id());
         }
-      }
-    }
-  }
-  return ids;
-}
-
-std::multiset<std::string> span_ids(const ExportTraceServiceRequest& req) {
-  std::multiset<std::string> ids;
-  for (const auto& rs : req.resource_spans()) {
-    for (const auto& ss : rs.scope_spans()) {
-      for (const auto& s : ss.spans()) {
-        ids.insert(s.span_id());
       }
     }
   }

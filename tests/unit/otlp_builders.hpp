@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <random>
+#include <set>
 #include <string>
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
@@ -57,6 +58,19 @@ inline ExportTraceServiceRequest make_request(int resources, int scopes, int spa
     }
   }
   return req;
+}
+
+// The span ids of a request, with repeats: equal sets mean nothing lost and nothing twice.
+inline std::multiset<std::string> span_ids(const ExportTraceServiceRequest& req) {
+  std::multiset<std::string> ids;
+  for (const auto& rs : req.resource_spans()) {
+    for (const auto& ss : rs.scope_spans()) {
+      for (const auto& s : ss.spans()) {
+        ids.insert(s.span_id());
+      }
+    }
+  }
+  return ids;
 }
 
 }  // namespace spanrelay::testing

@@ -16,20 +16,9 @@
 using namespace spanrelay::otlp;
 using spanrelay::testing::ExportTraceServiceRequest;
 using spanrelay::testing::make_request;
+using spanrelay::testing::span_ids;
 
 namespace {
-
-std::multiset<std::string> span_ids(const ExportTraceServiceRequest& req) {
-  std::multiset<std::string> ids;
-  for (const auto& rs : req.resource_spans()) {
-    for (const auto& ss : rs.scope_spans()) {
-      for (const auto& s : ss.spans()) {
-        ids.insert(s.span_id());
-      }
-    }
-  }
-  return ids;
-}
 
 // A KeyValue nested `depth` times through kvlist values. Every level is a prefix of the
 // one inside it (key, then the value's tags and lengths), so lengths are computed inside-out
