@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "admin/admin_server.hpp"
@@ -95,6 +96,8 @@ struct ExporterSet {
   std::vector<const Spool*> spool_of;     // parallel to `all`; nullptr without a spool
   std::vector<Exporter*> memory;          // fed by the batcher
   std::vector<QueuedExporter*> spooled;   // fed through their disk spools
+  // Reload: kept exporters whose automatic queue limit moves, applied once the reload commits.
+  std::vector<std::pair<QueuedExporter*, std::size_t>> queue_limits;
 
   Exporter* find(const std::string& name, const config::Exporter** options_out) const {
     for (std::size_t i = 0; i < all.size(); ++i) {
@@ -241,7 +244,7 @@ std::shared_ptr<ExporterSet> Agent::build_exporters(const config::Config& c,
       }
       if (auto* q = dynamic_cast<QueuedExporter*>(exporter.get());
           q != nullptr && before->max_queue_bytes != e.max_queue_bytes) {
-        q->set_queue_limit(e.max_queue_bytes);
+        set->queue_limits.emplace_back(q, e.max_queue_bytes);
       }
     } else if (!is_network(e)) {
       exporter = std::make_shared<FileExporter>(e, stats);
@@ -644,6 +647,9 @@ void Agent::apply(config::Config next) {
     exporters_ = fresh;
   }
   std::shared_ptr<const Intake::Route> old_route = route_intake(*fresh);
+  for (auto [exporter, bytes] : fresh->queue_limits) {
+    exporter->set_queue_limit(bytes);
+  }
   if (!(next.batch == config_.batch)) {
     batcher_.reconfigure(next.batch);
   }
