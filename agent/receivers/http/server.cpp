@@ -10,7 +10,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 
+#include <functional>
+#include <mutex>
 #include <stdexcept>
+#include <utility>
 
 #include "common/log.hpp"
 #include "common/unix_socket.hpp"
@@ -23,7 +26,62 @@ using tcp = asio::ip::tcp;
 using unix_socket = asio::local::stream_protocol;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
+namespace detail {
+
+// Touched under IdleList::mutex: the links, `idle` and `evicted`. `cancel` only on the
+// connection's strand (set by serve during a keep-alive wait, called by the posted eviction).
+struct Connection : std::enable_shared_from_this<Connection> {
+  explicit Connection(asio::any_io_executor ex) : executor(std::move(ex)) {}
+  asio::any_io_executor executor;
+  Connection* prev = nullptr;
+  Connection* next = nullptr;
+  bool idle = false;     // linked in the idle list
+  bool evicted = false;  // taken off the idle list to make room: close
+  std::function<void()> cancel;
+};
+
+}  // namespace detail
+
 namespace {
+
+using detail::Connection;
+using detail::IdleList;
+
+void push_idle(IdleList& list, Connection& c) {
+  c.prev = list.tail;
+  c.next = nullptr;
+  (list.tail ? list.tail->next : list.head) = &c;
+  list.tail = &c;
+  c.idle = true;
+}
+
+void unlink_idle(IdleList& list, Connection& c) {
+  (c.prev ? c.prev->next : list.head) = c.next;
+  (c.next ? c.next->prev : list.tail) = c.prev;
+  c.prev = c.next = nullptr;
+  c.idle = false;
+}
+
+// Takes the longest-idle connection off the list and has it close on its strand. False when no
+// connection is idle.
+bool evict_oldest_idle(IdleList& list) {
+  std::shared_ptr<Connection> victim;
+  {
+    std::lock_guard lock(list.mutex);
+    if (list.head == nullptr) {
+      return false;
+    }
+    victim = list.head->shared_from_this();  // alive: serve unlinks it before it goes
+    unlink_idle(list, *victim);
+    victim->evicted = true;
+  }
+  asio::post(victim->executor, [victim] {
+    if (victim->cancel) {
+      victim->cancel();
+    }
+  });
+  return true;
+}
 
 Response plain_error(beast_http::status status, std::string text, unsigned version) {
   Response res{status, version};
@@ -39,7 +97,9 @@ Response plain_error(beast_http::status status, std::string text, unsigned versi
 template <typename Protocol>
 asio::awaitable<void> serve(typename Protocol::socket socket, ServerLimits limits,
                             Handler& handler, std::shared_ptr<void> keep_server_state_alive,
-                            std::atomic<bool>& closing, std::shared_ptr<spdlog::logger> log) {
+                            std::atomic<bool>& closing, IdleList& idle,
+                            std::shared_ptr<Connection> conn,
+                            std::shared_ptr<spdlog::logger> log) {
   (void)keep_server_state_alive;
   std::string peer = "unix";
   if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
@@ -49,16 +109,49 @@ asio::awaitable<void> serve(typename Protocol::socket socket, ServerLimits limit
   }
   beast::basic_stream<Protocol> stream(std::move(socket));
   beast::flat_buffer buffer;
+  // Before `stream` goes, even when the frame is destroyed mid-wait (io_context torn down): an
+  // eviction posted late finds nothing to cancel, and the idle list never points at it.
+  struct ForgetStream {
+    IdleList& list;
+    Connection& c;
+    ~ForgetStream() {
+      c.cancel = nullptr;
+      std::lock_guard lock(list.mutex);
+      if (c.idle) {
+        unlink_idle(list, c);
+      }
+    }
+  } forget_stream{idle, *conn};
+  bool served_one = false;
+  bool evicted = false;
   for (;;) {
     // Idle wait for the first byte of the next request, then the whole request must arrive
-    // within read_timeout (slow senders are cut off).
+    // within read_timeout (slow senders are cut off). Between requests on a kept-alive
+    // connection the wait is in the idle list: a new connection at max_connections may close
+    // it (it holds no request).
     if (buffer.size() == 0) {
       stream.expires_after(limits.idle_timeout);
+      if (served_one) {
+        // Set only for this wait: an eviction that reaches the strand after a request's first
+        // bytes came in leaves the request alone.
+        conn->cancel = [&stream] { stream.cancel(); };
+        std::lock_guard lock(idle.mutex);
+        push_idle(idle, *conn);
+      }
       auto [ec, n] = co_await stream.async_read_some(buffer.prepare(4096), use_tuple);
+      if (served_one) {
+        conn->cancel = nullptr;
+        std::lock_guard lock(idle.mutex);
+        if (conn->idle) {
+          unlink_idle(idle, *conn);
+        }
+        evicted = conn->evicted;
+      }
       if (ec) {
         break;
       }
       buffer.commit(n);
+      // Evicted as the request's first bytes came in: serve it (nothing is lost), then close.
     }
     stream.expires_after(limits.read_timeout);
     beast_http::request_parser<beast_http::string_body> parser;
@@ -125,7 +218,8 @@ asio::awaitable<void> serve(typename Protocol::socket socket, ServerLimits limit
     }
     // After a framing problem the rest of the stream cannot be trusted: close.
     const bool keep = problem == RequestProblem::kNone && request.keep_alive() &&
-                      response.keep_alive() && !closing.load(std::memory_order_relaxed);
+                      response.keep_alive() && !closing.load(std::memory_order_relaxed) &&
+                      !evicted;
     response.version(request.version());
     response.keep_alive(keep);
     response.prepare_payload();
@@ -134,6 +228,7 @@ asio::awaitable<void> serve(typename Protocol::socket socket, ServerLimits limit
     if (wec || !keep) {
       break;
     }
+    served_one = true;
   }
   beast::error_code ignored;
   stream.socket().shutdown(asio::socket_base::shutdown_both, ignored);
@@ -233,11 +328,17 @@ void Server::spawn_accept_loop(typename Protocol::acceptor& acceptor) {
             log->warn("accept failed: {}", ec.message());
             continue;
           }
-          if (state_->connections.load() >= limits_.max_connections) {
+          if (state_->connections.load() >= limits_.max_connections &&
+              evict_oldest_idle(state_->idle)) {
+            // The evicted connection closes on its own strand and leaves the count then.
+            state_->stats.idle_evictions.fetch_add(1, std::memory_order_relaxed);
+          } else if (state_->connections.load() >= limits_.max_connections) {
+            state_->stats.connections_refused.fetch_add(1, std::memory_order_relaxed);
             static RateLimit limit;
             std::uint64_t suppressed = 0;
             if (limit.allow(suppressed)) {
-              log->warn("connection limit ({}) reached; closing new connections ({} more)",
+              log->warn("connection limit ({}) reached and every connection busy; closing new "
+                        "connections ({} more)",
                         limits_.max_connections, suppressed);
             }
             beast::error_code ignored;
@@ -247,13 +348,24 @@ void Server::spawn_accept_loop(typename Protocol::acceptor& acceptor) {
           state_->connections.fetch_add(1);
           auto state = state_;
           auto executor = socket.get_executor();
+          auto conn = std::make_shared<Connection>(executor);
           asio::co_spawn(
               executor,
-              serve<Protocol>(std::move(socket), limits_, handler_, state, state->closing, log),
+              serve<Protocol>(std::move(socket), limits_, handler_, state, state->closing,
+                              state->idle, std::move(conn), log),
               [state](std::exception_ptr) { state->connections.fetch_sub(1); });
         }
       },
       asio::detached);
+}
+
+std::size_t Server::idle_connections() const {
+  std::lock_guard lock(state_->idle.mutex);
+  std::size_t n = 0;
+  for (const Connection* c = state_->idle.head; c != nullptr; c = c->next) {
+    ++n;
+  }
+  return n;
 }
 
 void Server::stop_accepting() {

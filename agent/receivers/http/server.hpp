@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "config/config.hpp"
@@ -30,6 +31,25 @@ struct ServerLimits {
   config::Duration read_timeout = std::chrono::seconds(30);
   config::Duration idle_timeout = std::chrono::seconds(120);
 };
+
+// Connection pressure, counted since start (read from any thread). At max_connections a new
+// connection closes the longest-idle keep-alive connection (it loses nothing) to make room; only
+// when no connection is idle is the new one refused.
+struct ServerStats {
+  std::atomic<std::uint64_t> idle_evictions{0};       // idle keep-alive connections closed
+  std::atomic<std::uint64_t> connections_refused{0};  // new connections closed, all were busy
+};
+
+namespace detail {
+struct Connection;  // one accepted connection (server.cpp)
+// Connections waiting for the next request on a kept-alive connection, longest-idle first.
+// Intrusive doubly linked list: O(1) insert, erase and pop of the oldest.
+struct IdleList {
+  std::mutex mutex;
+  Connection* head = nullptr;
+  Connection* tail = nullptr;
+};
+}  // namespace detail
 
 // What went wrong before a whole request could be handed over.
 enum class RequestProblem { kNone, kBodyTooLarge };
@@ -55,11 +75,16 @@ class Server {
   // The bound TCP port (useful with port 0); 0 for a Unix socket.
   std::uint16_t port() const noexcept { return port_; }
   std::size_t connections() const noexcept { return state_->connections.load(); }
+  const ServerStats& stats() const noexcept { return state_->stats; }
+  // Kept-alive connections waiting for their next request now (walks the list: for tests).
+  std::size_t idle_connections() const;
 
  private:
   struct State {
     std::atomic<std::size_t> connections{0};
     std::atomic<bool> closing{false};
+    ServerStats stats;
+    detail::IdleList idle;
   };
   boost::asio::io_context& ioc_;
   std::string name_;
