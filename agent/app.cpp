@@ -430,6 +430,11 @@ AgentView Agent::view() const {
     v.config_source = config_.source;
     v.reloads = reloads_;
     const std::string state = draining_ ? "draining" : listening_ ? "listening" : "starting";
+    if (listeners_ && listeners_->http) {
+      const auto& c = listeners_->http->connection_stats();
+      v.http_idle_evictions = c.idle_evictions.load(std::memory_order_relaxed);
+      v.http_connections_refused = c.connections_refused.load(std::memory_order_relaxed);
+    }
     if (!http_endpoint_.empty()) {
       v.receivers.push_back({"http", http_endpoint_, state, &receiver_stats_.http_duration});
     }
@@ -693,9 +698,12 @@ void Agent::apply(config::Config next) {
       current = std::move(incoming);
     }
   };
-  swap_in(listeners_->http, fresh_listeners->http, retired->http, next.receivers.http.enabled);
-  swap_in(listeners_->grpc, fresh_listeners->grpc, retired->grpc, next.receivers.grpc.enabled);
-  swap_in(listeners_->admin, fresh_listeners->admin, retired->admin, next.admin.enabled);
+  {
+    std::lock_guard lock(state_mu_);  // the admin endpoint reads the HTTP receiver's counters
+    swap_in(listeners_->http, fresh_listeners->http, retired->http, next.receivers.http.enabled);
+    swap_in(listeners_->grpc, fresh_listeners->grpc, retired->grpc, next.receivers.grpc.enabled);
+    swap_in(listeners_->admin, fresh_listeners->admin, retired->admin, next.admin.enabled);
+  }
   stop_listeners(*retired);
   retired_listeners_.push_back(std::move(retired));
 

@@ -220,6 +220,12 @@ std::string render_metrics(const AgentView& v) {
     rv.duration->render(out, "spanrelay_receiver_request_duration_seconds",
                         "receiver=\"" + rv.name + "\"");
   }
+  counter("spanrelay_receiver_http_idle_evictions_total",
+          "Idle keep-alive connections closed to make room for a new client at max_connections.",
+          v.http_idle_evictions);
+  counter("spanrelay_receiver_http_connections_refused_total",
+          "New connections refused at max_connections because every connection was busy.",
+          v.http_connections_refused);
   counter("spanrelay_batcher_batches_total", "Batches handed to the exporters.",
           get(v.batcher_stats->batches));
   counter("spanrelay_batcher_splits_total", "Requests split to respect the batch limits.",

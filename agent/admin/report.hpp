@@ -49,6 +49,8 @@ struct AgentView {
   bool ready = false;
   std::string ready_reason;
   ReloadView reloads;
+  std::uint64_t http_idle_evictions = 0;        // at max_connections, idle connections closed
+  std::uint64_t http_connections_refused = 0;  // at max_connections, every one busy
   std::uint64_t buffer_used = 0;
   std::uint64_t buffer_limit = 0;
   const ReceiverStats* receiver_stats = nullptr;

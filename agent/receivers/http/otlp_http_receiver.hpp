@@ -17,6 +17,7 @@ class OtlpHttpReceiver {
   void start() { server_.start(); }
   void stop_accepting() { server_.stop_accepting(); }
   std::uint16_t port() const noexcept { return server_.port(); }
+  const ServerStats& connection_stats() const noexcept { return server_.stats(); }
 
   // The request handler, exposed for tests.
   Response handle(Request& request, RequestProblem problem);
