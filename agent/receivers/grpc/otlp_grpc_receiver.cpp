@@ -2,7 +2,6 @@
 
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
-#include <grpc/slice.h>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
@@ -13,31 +12,15 @@
 #include <climits>
 #include <stdexcept>
 #include <utility>
-#include <vector>
 
 #include "common/log.hpp"
 #include "common/unix_socket.hpp"
 #include "google/rpc/status.pb.h"
-#include "otlp/compression.hpp"
 #include "otlp/responses.hpp"
+#include "receivers/grpc/grpc_message.hpp"
 
-// gRPC 1.51 inflates a compressed message completely and only then compares it with the
-// receive limit: a 4 MiB gzip bomb would cost ~4 GiB before being refused. So its
-// decompression is turned off (GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION = 0) and done here,
-// with an output cap. Which algorithm compressed a message is only recorded on the core
-// grpc_byte_buffer (public C API), which grpc::ByteBuffer shows only to its declared friends;
-// this is one of them. If a gRPC upgrade drops the friend, this stops compiling (it cannot
-// silently go wrong).
-namespace grpc::internal {
-class GrpcByteBufferPeer {
- public:
-  explicit GrpcByteBufferPeer(ByteBuffer* buffer) : buffer_(buffer) {}
-  grpc_byte_buffer* c_buffer() { return buffer_->c_buffer(); }
-
- private:
-  ByteBuffer* buffer_;
-};
-}  // namespace grpc::internal
+// Decompression is ours, not gRPC's (GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION = 0): see
+// grpc_message.hpp, which also has the GrpcByteBufferPeer that shows the core byte buffer.
 
 // The flags of the last message gRPC core read on a call; GRPC_WRITE_INTERNAL_COMPRESS
 // (0x80000000, core-internal) is the message's compressed flag as received. Exported by
@@ -81,56 +64,6 @@ std::string grpc_address(const config::ListenEndpoint& endpoint) {
 // gRPC channel arguments are ints (milliseconds); INT_MAX means "never" for keepalive.
 int clamp_to_int(long long value) {
   return static_cast<int>(std::clamp<long long>(value, 0, INT_MAX));
-}
-
-enum class ReadStatus { kOk, kTooLarge, kCorrupt, kUnsupported };
-
-// The request message as one contiguous string (what the Intake takes): its slices copied,
-// or inflated with an output cap of max_bytes when the client compressed it.
-ReadStatus read_message(grpc::ByteBuffer& message, std::size_t max_bytes, std::string& out) {
-  const grpc_byte_buffer* raw = grpc::internal::GrpcByteBufferPeer(&message).c_buffer();
-  if (raw == nullptr) {
-    return ReadStatus::kOk;  // an empty message
-  }
-  const grpc_compression_algorithm algorithm = raw->data.raw.compression;
-  if (algorithm == GRPC_COMPRESS_NONE) {
-    if (message.Length() > max_bytes) {
-      return ReadStatus::kTooLarge;  // gRPC checks this too (SetMaxReceiveMessageSize)
-    }
-    std::vector<grpc::Slice> slices;
-    if (!message.Dump(&slices).ok()) {
-      return ReadStatus::kCorrupt;
-    }
-    out.reserve(message.Length());
-    for (const grpc::Slice& slice : slices) {
-      out.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-    }
-    return ReadStatus::kOk;
-  }
-  if (algorithm != GRPC_COMPRESS_GZIP && algorithm != GRPC_COMPRESS_DEFLATE) {
-    return ReadStatus::kUnsupported;
-  }
-  // Reading the slices directly: ByteBuffer::Dump would inflate without a limit.
-  const grpc_slice_buffer& slices = raw->data.raw.slice_buffer;
-  std::string compressed;
-  compressed.reserve(slices.length);
-  for (std::size_t i = 0; i < slices.count; ++i) {
-    compressed.append(reinterpret_cast<const char*>(GRPC_SLICE_START_PTR(slices.slices[i])),
-                      GRPC_SLICE_LENGTH(slices.slices[i]));
-  }
-  if (compressed.empty()) {
-    return ReadStatus::kOk;
-  }
-  // gRPC's "deflate" is a zlib stream (RFC 1950), like HTTP's.
-  switch (otlp::inflate_limited(compressed, algorithm == GRPC_COMPRESS_DEFLATE, max_bytes, out)) {
-    case otlp::InflateStatus::kOk:
-      return ReadStatus::kOk;
-    case otlp::InflateStatus::kTooLarge:
-      return ReadStatus::kTooLarge;
-    case otlp::InflateStatus::kCorrupt:
-      break;
-  }
-  return ReadStatus::kCorrupt;
 }
 
 }  // namespace
