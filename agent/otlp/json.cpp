@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <charconv>
 #include <climits>
 #include <cmath>
@@ -15,6 +16,7 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
@@ -96,270 +98,627 @@ bool key_is(std::string_view key, std::string_view camel) noexcept {
 
 std::string_view view(json::string_view s) noexcept { return {s.data(), s.size()}; }
 
-// Builds the value tree exactly like boost::json::parser, except that floating-point numbers
-// are converted with std::from_chars: Boost 1.81's own conversion is not correctly rounded
-// (about one double in five comes out one ulp off), which would alter doubleValue attributes.
-struct tree_builder {
-  static constexpr std::size_t max_object_size = json::object::max_size();
-  static constexpr std::size_t max_array_size = json::array::max_size();
-  static constexpr std::size_t max_key_size = json::string::max_size();
-  static constexpr std::size_t max_string_size = json::string::max_size();
+// ---- OTLP/JSON -> protobuf wire bytes, in one pass ----
+//
+// The parser's events drive a small schema of the OTLP trace messages, and each field is
+// written as protobuf wire bytes the moment its value is read: no JSON tree and no protobuf
+// objects are built, so converting a request costs its JSON text plus the protobuf output.
+// A nested message is written as its tag, a length placeholder sized by a guess, and its
+// fields; when it closes, the length is written (the content moves only when the guess was
+// wrong). The first semantic error is kept and parsing goes on without output, so a syntax
+// error anywhere in the document is reported first, as a tree-building parser would.
 
-  json::value_stack st;
-
-  template <class... Args>
-  explicit tree_builder(Args&&... args) : st(std::forward<Args>(args)...) {}
-
-  bool on_document_begin(json::error_code&) { return true; }
-  bool on_document_end(json::error_code&) { return true; }
-  bool on_object_begin(json::error_code&) { return true; }
-  bool on_object_end(std::size_t n, json::error_code&) {
-    st.push_object(n);
-    return true;
-  }
-  bool on_array_begin(json::error_code&) { return true; }
-  bool on_array_end(std::size_t n, json::error_code&) {
-    st.push_array(n);
-    return true;
-  }
-  bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
-    st.push_chars(s);
-    return true;
-  }
-  bool on_key(json::string_view s, std::size_t, json::error_code&) {
-    st.push_key(s);
-    return true;
-  }
-  bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
-    st.push_chars(s);
-    return true;
-  }
-  bool on_string(json::string_view s, std::size_t, json::error_code&) {
-    st.push_string(s);
-    return true;
-  }
-  bool on_number_part(json::string_view, json::error_code&) { return true; }
-  bool on_int64(std::int64_t v, json::string_view, json::error_code&) {
-    st.push_int64(v);
-    return true;
-  }
-  bool on_uint64(std::uint64_t v, json::string_view, json::error_code&) {
-    st.push_uint64(v);
-    return true;
-  }
-  // `text` is the whole number because the input is always written in one piece (more=false).
-  // On overflow from_chars leaves `v` alone, so Boost's value (infinity) stays.
-  bool on_double(double v, json::string_view text, json::error_code&) {
-    std::from_chars(text.data(), text.data() + text.size(), v);
-    st.push_double(v);
-    return true;
-  }
-  bool on_bool(bool v, json::error_code&) {
-    st.push_bool(v);
-    return true;
-  }
-  bool on_null(json::error_code&) {
-    st.push_null();
-    return true;
-  }
-  bool on_comment_part(json::string_view, json::error_code&) { return true; }
-  bool on_comment(json::string_view, json::error_code&) { return true; }
+enum class Msg : std::uint8_t {
+  kRequest, kResourceSpans, kResource, kScopeSpans, kScope, kSpan, kEvent, kLink, kStatus,
+  kKeyValue, kAnyValue, kArrayValue, kKeyValueList, kEntityRef, kNone
 };
 
-// One step of the path to the value being read, linked to its parent on the stack, so that
-// paths cost nothing unless an error message is written.
-struct path {
-  const path* parent;
-  std::string_view key;  // empty for an array element
-  std::size_t index;
+enum class Kind : std::uint8_t {
+  kMessage, kString, kTraceId, kSpanId, kParentSpanId, kBytes, kUint32, kInt64, kFixed32,
+  kFixed64, kDouble, kBool, kSpanKind, kStatusCode
 };
 
-void append_path(std::string& s, const path* p) {
-  if (p->parent != nullptr) {
-    append_path(s, p->parent);
+struct Field {
+  std::string_view name;  // lowerCamelCase; the snake_case spelling is accepted too
+  std::uint32_t number;
+  Kind kind;
+  bool repeated = false;
+  Msg message = Msg::kNone;  // for kMessage
+  bool always = false;       // written even at its default value (a member of a oneof)
+};
+
+// Field numbers: opentelemetry/proto/{trace,common,resource}/v1 (proto/ in this repository).
+constexpr Field request_fields[] = {
+    {"resourceSpans", 1, Kind::kMessage, true, Msg::kResourceSpans}};
+constexpr Field resource_spans_fields[] = {
+    {"resource", 1, Kind::kMessage, false, Msg::kResource},
+    {"scopeSpans", 2, Kind::kMessage, true, Msg::kScopeSpans},
+    {"schemaUrl", 3, Kind::kString}};
+constexpr Field resource_fields[] = {
+    {"attributes", 1, Kind::kMessage, true, Msg::kKeyValue},
+    {"droppedAttributesCount", 2, Kind::kUint32},
+    {"entityRefs", 3, Kind::kMessage, true, Msg::kEntityRef}};
+constexpr Field scope_spans_fields[] = {
+    {"scope", 1, Kind::kMessage, false, Msg::kScope},
+    {"spans", 2, Kind::kMessage, true, Msg::kSpan},
+    {"schemaUrl", 3, Kind::kString}};
+constexpr Field scope_fields[] = {
+    {"name", 1, Kind::kString},
+    {"version", 2, Kind::kString},
+    {"attributes", 3, Kind::kMessage, true, Msg::kKeyValue},
+    {"droppedAttributesCount", 4, Kind::kUint32}};
+constexpr Field span_fields[] = {
+    {"traceId", 1, Kind::kTraceId},
+    {"spanId", 2, Kind::kSpanId},
+    {"traceState", 3, Kind::kString},
+    {"parentSpanId", 4, Kind::kParentSpanId},
+    {"flags", 16, Kind::kFixed32},
+    {"name", 5, Kind::kString},
+    {"kind", 6, Kind::kSpanKind},
+    {"startTimeUnixNano", 7, Kind::kFixed64},
+    {"endTimeUnixNano", 8, Kind::kFixed64},
+    {"attributes", 9, Kind::kMessage, true, Msg::kKeyValue},
+    {"droppedAttributesCount", 10, Kind::kUint32},
+    {"events", 11, Kind::kMessage, true, Msg::kEvent},
+    {"droppedEventsCount", 12, Kind::kUint32},
+    {"links", 13, Kind::kMessage, true, Msg::kLink},
+    {"droppedLinksCount", 14, Kind::kUint32},
+    {"status", 15, Kind::kMessage, false, Msg::kStatus}};
+constexpr Field event_fields[] = {
+    {"timeUnixNano", 1, Kind::kFixed64},
+    {"name", 2, Kind::kString},
+    {"attributes", 3, Kind::kMessage, true, Msg::kKeyValue},
+    {"droppedAttributesCount", 4, Kind::kUint32}};
+constexpr Field link_fields[] = {
+    {"traceId", 1, Kind::kTraceId},
+    {"spanId", 2, Kind::kSpanId},
+    {"traceState", 3, Kind::kString},
+    {"attributes", 4, Kind::kMessage, true, Msg::kKeyValue},
+    {"droppedAttributesCount", 5, Kind::kUint32},
+    {"flags", 6, Kind::kFixed32}};
+constexpr Field status_fields[] = {
+    {"message", 2, Kind::kString},
+    {"code", 3, Kind::kStatusCode}};
+constexpr Field key_value_fields[] = {
+    {"key", 1, Kind::kString},
+    {"value", 2, Kind::kMessage, false, Msg::kAnyValue}};
+constexpr Field any_value_fields[] = {
+    {"stringValue", 1, Kind::kString, false, Msg::kNone, true},
+    {"boolValue", 2, Kind::kBool, false, Msg::kNone, true},
+    {"intValue", 3, Kind::kInt64, false, Msg::kNone, true},
+    {"doubleValue", 4, Kind::kDouble, false, Msg::kNone, true},
+    {"arrayValue", 5, Kind::kMessage, false, Msg::kArrayValue},
+    {"kvlistValue", 6, Kind::kMessage, false, Msg::kKeyValueList},
+    {"bytesValue", 7, Kind::kBytes, false, Msg::kNone, true}};
+constexpr Field array_value_fields[] = {
+    {"values", 1, Kind::kMessage, true, Msg::kAnyValue}};
+constexpr Field key_value_list_fields[] = {
+    {"values", 1, Kind::kMessage, true, Msg::kKeyValue}};
+constexpr Field entity_ref_fields[] = {
+    {"schemaUrl", 1, Kind::kString},
+    {"type", 2, Kind::kString},
+    {"idKeys", 3, Kind::kString, true},
+    {"descriptionKeys", 4, Kind::kString, true}};
+
+std::span<const Field> fields_of(Msg m) noexcept {
+  switch (m) {
+    case Msg::kRequest: return request_fields;
+    case Msg::kResourceSpans: return resource_spans_fields;
+    case Msg::kResource: return resource_fields;
+    case Msg::kScopeSpans: return scope_spans_fields;
+    case Msg::kScope: return scope_fields;
+    case Msg::kSpan: return span_fields;
+    case Msg::kEvent: return event_fields;
+    case Msg::kLink: return link_fields;
+    case Msg::kStatus: return status_fields;
+    case Msg::kKeyValue: return key_value_fields;
+    case Msg::kAnyValue: return any_value_fields;
+    case Msg::kArrayValue: return array_value_fields;
+    case Msg::kKeyValueList: return key_value_list_fields;
+    case Msg::kEntityRef: return entity_ref_fields;
+    case Msg::kNone: break;
   }
-  if (p->key.empty()) {
-    s += '[';
-    append_number(s, p->index);
-    s += ']';
-  } else {
-    if (p->parent != nullptr) {
-      s += '.';
-    }
-    s += p->key;
+  return {};
+}
+
+// Bytes reserved for a message's length before its size is known: the usual size class, so
+// that the content rarely has to move.
+std::uint8_t length_guess(Msg m) noexcept {
+  switch (m) {
+    case Msg::kResourceSpans:
+    case Msg::kScopeSpans:
+      return 3;  // up to 2 MiB
+    case Msg::kSpan:
+    case Msg::kResource:
+      return 2;  // up to 16 KiB
+    default:
+      return 1;  // up to 127 bytes
   }
 }
 
-// Fills protobuf messages from a parsed OTLP/JSON tree; stops at the first error.
-class reader {
- public:
-  explicit reader(std::string& error) : error_(error) {}
+// ---- protobuf wire writing ----
+enum WireType : std::uint32_t { kVarint = 0, kI64 = 1, kLen = 2, kI32 = 5 };
 
-  bool request(const json::value& v, ExportTraceServiceRequest& m) {
-    return members(v, nullptr, [&](std::string_view k, const json::value& f, const path* fp) {
-      if (key_is(k, "resourceSpans")) {
-        return elements(f, fp, *m.mutable_resource_spans(), &reader::resource_spans);
-      }
+std::size_t varint_size(std::uint64_t v) noexcept {
+  std::size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+void put_varint_at(char* p, std::uint64_t v) noexcept {
+  while (v >= 0x80) {
+    *p++ = static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  *p = static_cast<char>(v);
+}
+void put_varint(std::string& out, std::uint64_t v) {
+  char buf[10];
+  const std::size_t n = varint_size(v);
+  put_varint_at(buf, v);
+  out.append(buf, n);
+}
+void put_tag(std::string& out, std::uint32_t number, WireType type) {
+  put_varint(out, (std::uint64_t{number} << 3) | type);
+}
+template <std::unsigned_integral T>
+void put_fixed(std::string& out, T v) {
+  char buf[sizeof(T)];
+  for (std::size_t i = 0; i < sizeof(T); ++i) {
+    buf[i] = static_cast<char>(v >> (8 * i));  // little-endian
+  }
+  out.append(buf, sizeof(T));
+}
+
+// One JSON value as the parser reported it.
+struct Scalar {
+  enum Type { kInt64, kUint64, kDouble, kString, kBool, kObject, kArray } type = kObject;
+  std::int64_t i = 0;
+  std::uint64_t u = 0;
+  double d = 0;
+  std::string_view s{};
+  bool b = false;
+};
+
+// The events of boost::json::basic_parser -> protobuf wire bytes appended to `out`.
+class wire_builder {
+ public:
+  static constexpr std::size_t max_object_size = std::numeric_limits<std::size_t>::max();
+  static constexpr std::size_t max_array_size = std::numeric_limits<std::size_t>::max();
+  static constexpr std::size_t max_key_size = std::numeric_limits<std::size_t>::max();
+  static constexpr std::size_t max_string_size = std::numeric_limits<std::size_t>::max();
+
+  wire_builder(std::string& out, std::string& error) : out_(out), error_(error) {}
+
+  bool failed() const noexcept { return failed_; }
+
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) { return true; }
+
+  bool on_object_begin(json::error_code&) {
+    if (begin_skipped()) {
       return true;
-    });
+    }
+    if (depth_ == 0) {
+      push_object(Msg::kRequest, nullptr);
+      return true;
+    }
+    const Field* f = current_field();
+    if (f == nullptr) {
+      ++skip_depth_;  // an unknown key's value: read and ignored
+      return true;
+    }
+    if (f->kind != Kind::kMessage || (f->repeated && !top().array)) {
+      scalar(*f, Scalar{.type = Scalar::kObject});
+      return true;
+    }
+    push_object(f->message, f);
+    return true;
   }
 
- private:
-  std::string& error_;
-
-  // Writes "<path>: <pieces...>" to the error and returns false.
-  template <class... Pieces>
-  bool fail(const path* p, const Pieces&... pieces) {
-    error_.clear();
-    if (p == nullptr) {
-      error_ += "request body";
-    } else {
-      append_path(error_, p);
+  bool on_object_end(std::size_t, json::error_code&) {
+    if (end_skipped()) {
+      return true;
     }
-    error_ += ": ";
-    (append_piece(error_, pieces), ...);
+    Frame& done = top();
+    if (done.length_reserved > 0) {
+      close_length(done);
+    }
+    --depth_;
+    value_done();
+    return true;
+  }
+
+  bool on_array_begin(json::error_code&) {
+    if (begin_skipped()) {
+      return true;
+    }
+    if (depth_ == 0) {
+      fail_here("must be an object");
+      return true;
+    }
+    const Field* f = current_field();
+    if (f == nullptr) {
+      ++skip_depth_;
+      return true;
+    }
+    if (!f->repeated || top().array) {
+      scalar(*f, Scalar{.type = Scalar::kArray});
+      return true;
+    }
+    Frame& frame = push();
+    frame.array = true;
+    frame.field = f;
+    frame.index = 0;
+    return true;
+  }
+
+  bool on_array_end(std::size_t, json::error_code&) {
+    if (end_skipped()) {
+      return true;
+    }
+    --depth_;
+    value_done();
+    return true;
+  }
+
+  bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
+    if (!skipping()) {
+      part_.append(s.data(), s.size());
+    }
+    return true;
+  }
+
+  bool on_key(json::string_view s, std::size_t, json::error_code&) {
+    if (skipping()) {
+      return true;
+    }
+    Frame& frame = top();
+    if (part_.empty()) {
+      frame.key.assign(s.data(), s.size());
+    } else {
+      part_.append(s.data(), s.size());
+      frame.key.swap(part_);
+      part_.clear();
+    }
+    frame.field = nullptr;
+    for (const Field& f : fields_of(frame.message)) {
+      if (key_is(frame.key, f.name)) {
+        frame.field = &f;
+        break;
+      }
+    }
+    return true;
+  }
+
+  bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
+    if (!skipping() && depth_ > 0 && current_field() != nullptr) {
+      part_.append(s.data(), s.size());
+    }
+    return true;
+  }
+
+  bool on_string(json::string_view s, std::size_t, json::error_code&) {
+    if (part_.empty()) {
+      return value(Scalar{.type = Scalar::kString, .s = view(s)});
+    }
+    part_.append(s.data(), s.size());
+    const bool ok = value(Scalar{.type = Scalar::kString, .s = part_});
+    part_.clear();
+    return ok;
+  }
+
+  bool on_number_part(json::string_view, json::error_code&) { return true; }
+  bool on_int64(std::int64_t v, json::string_view, json::error_code&) {
+    return value(Scalar{.type = Scalar::kInt64, .i = v});
+  }
+  bool on_uint64(std::uint64_t v, json::string_view, json::error_code&) {
+    return value(Scalar{.type = Scalar::kUint64, .u = v});
+  }
+  // Boost 1.81's own conversion is not correctly rounded (about one double in five comes out
+  // one ulp off), so the text is converted again with std::from_chars. `text` is the whole
+  // number because the input is written in one piece (more=false). On overflow from_chars
+  // leaves `v` alone, so Boost's value (infinity) stays.
+  bool on_double(double v, json::string_view text, json::error_code&) {
+    std::from_chars(text.data(), text.data() + text.size(), v);
+    return value(Scalar{.type = Scalar::kDouble, .d = v});
+  }
+  bool on_bool(bool v, json::error_code&) { return value(Scalar{.type = Scalar::kBool, .b = v}); }
+  bool on_null(json::error_code&) {
+    if (skipping()) {
+      return true;
+    }
+    if (depth_ == 0) {
+      fail_here("must be an object");
+      return true;
+    }
+    if (top().array) {
+      fail_here("null in array");
+    }
+    return true;  // null means unset
+  }
+  bool on_comment_part(json::string_view, json::error_code&) { return true; }
+  bool on_comment(json::string_view, json::error_code&) { return true; }
+
+ private:
+  // An object being filled (members of `message`) or an array being read (elements of
+  // `field`).
+  struct Frame {
+    bool array = false;
+    Msg message = Msg::kNone;
+    const Field* field = nullptr;  // object: the current member's field (nullptr: unknown key)
+    std::string key;               // object: the current member's key as written
+    std::size_t index = 0;         // array: elements read so far
+    std::size_t length_at = 0;     // nested object: where its length placeholder starts
+    std::uint8_t length_reserved = 0;
+  };
+
+  std::string& out_;
+  std::string& error_;
+  std::vector<Frame> frames_;  // reused: keys keep their capacity
+  std::size_t depth_ = 0;      // frames in use
+  std::size_t skip_depth_ = 0;
+  std::string part_;           // a key or string the parser delivered in pieces
+  bool failed_ = false;
+
+  bool skipping() const noexcept { return failed_ || skip_depth_ > 0; }
+  Frame& top() noexcept { return frames_[depth_ - 1]; }
+
+  Frame& push() {
+    if (depth_ == frames_.size()) {
+      frames_.emplace_back();
+    }
+    Frame& frame = frames_[depth_++];
+    frame.field = nullptr;
+    frame.length_reserved = 0;
+    return frame;
+  }
+
+  // The field the next value belongs to: the current key's, or the array's element field.
+  const Field* current_field() noexcept { return top().field; }
+
+  void push_object(Msg message, const Field* field) {
+    std::size_t length_at = 0;
+    std::uint8_t reserved = 0;
+    if (field != nullptr) {
+      put_tag(out_, field->number, kLen);
+      length_at = out_.size();
+      reserved = length_guess(message);
+      out_.append(reserved, '\0');
+    }
+    Frame& frame = push();
+    frame.array = false;
+    frame.message = message;
+    frame.length_at = length_at;
+    frame.length_reserved = reserved;
+  }
+
+  // Writes the finished message's length into its placeholder.
+  void close_length(const Frame& frame) {
+    const std::size_t content = frame.length_at + frame.length_reserved;
+    const std::size_t length = out_.size() - content;
+    const std::size_t needed = varint_size(length);
+    if (needed > frame.length_reserved) {
+      out_.insert(content, needed - frame.length_reserved, '\0');
+    } else if (needed < frame.length_reserved) {
+      out_.erase(frame.length_at + needed, frame.length_reserved - needed);
+    }
+    put_varint_at(out_.data() + frame.length_at, length);
+  }
+
+  // A container opens inside a value being skipped (or after an error): true if so.
+  bool begin_skipped() noexcept {
+    if (failed_) {
+      return true;
+    }
+    if (skip_depth_ > 0) {
+      ++skip_depth_;
+      return true;
+    }
     return false;
   }
 
-  // Calls on_member(key, value, path) for each member that is not null (null means unset).
-  template <class F>
-  bool members(const json::value& v, const path* p, F&& on_member) {
-    const auto* object = v.if_object();
-    if (object == nullptr) {
-      return fail(p, "must be an object");
+  // A container closes inside a value being skipped (or after an error): true if so.
+  bool end_skipped() noexcept {
+    if (failed_) {
+      return true;
     }
-    for (const auto& member : *object) {
-      if (member.value().is_null()) {
-        continue;
-      }
-      const std::string_view key = view(member.key());
-      const path member_path{p, key, 0};
-      if (!on_member(key, member.value(), &member_path)) {
-        return false;
-      }
-    }
-    return true;
-  }
-
-  // Appends one element to `field` per array element, read by `read`.
-  template <class Field, class T>
-  bool elements(const json::value& v, const path* p, Field& field,
-                bool (reader::*read)(const json::value&, const path*, T&)) {
-    const auto* array = v.if_array();
-    if (array == nullptr) {
-      return fail(p, "must be an array");
-    }
-    field.Reserve(field.size() + static_cast<int>(array->size()));
-    for (std::size_t i = 0; i < array->size(); ++i) {
-      const path element_path{p, {}, i};
-      if ((*array)[i].is_null()) {
-        return fail(&element_path, "null in array");
-      }
-      if (!(this->*read)((*array)[i], &element_path, *field.Add())) {
-        return false;
-      }
-    }
-    return true;
-  }
-
-  // Reads a scalar with read_scalar and stores it with a generated setter.
-  template <class M, class T, class... Extra>
-  bool set(const json::value& v, const path* p, M& m, void (M::*setter)(T), Extra... extra) {
-    T x{};
-    if (!read_scalar(v, p, x, extra...)) {
+    if (skip_depth_ == 0) {
       return false;
     }
-    (m.*setter)(x);
+    if (--skip_depth_ == 0) {
+      value_done();
+    }
     return true;
   }
 
-  bool string(const json::value& v, const path* p, std::string& out) {
-    const auto* s = v.if_string();
-    if (s == nullptr) {
-      return fail(p, "must be a string");
+  // A value was read whole: an array moves on to its next element.
+  void value_done() noexcept {
+    if (depth_ > 0 && top().array) {
+      ++top().index;
     }
-    out.assign(s->data(), s->size());
+  }
+
+  bool value(const Scalar& v) {
+    if (skipping()) {
+      return true;
+    }
+    if (depth_ == 0) {
+      return fail_here("must be an object");
+    }
+    const Field* f = current_field();
+    if (f == nullptr) {
+      return true;  // an unknown key's value
+    }
+    if (f->repeated && !top().array) {
+      return fail_here("must be an array");
+    }
+    if (!scalar(*f, v)) {
+      return true;  // failed: the error is kept, parsing goes on
+    }
+    value_done();
     return true;
+  }
+
+  // Checks and writes one value of field f (an object or array here is a type error).
+  bool scalar(const Field& f, const Scalar& v) {
+    const bool element = top().array;
+    switch (f.kind) {
+      case Kind::kMessage:
+        return fail_here(f.repeated && !element ? "must be an array" : "must be an object");
+      case Kind::kString:
+        if (v.type != Scalar::kString) {
+          return fail_here(f.repeated && !element ? "must be an array" : "must be a string");
+        }
+        if (!v.s.empty() || f.always || element) {
+          put_tag(out_, f.number, kLen);
+          put_varint(out_, v.s.size());
+          out_.append(v.s);
+        }
+        return true;
+      case Kind::kTraceId:
+        return id(f, v, 16, false);
+      case Kind::kSpanId:
+        return id(f, v, 8, false);
+      case Kind::kParentSpanId:
+        return id(f, v, 8, true);
+      case Kind::kBytes:
+        return base64(f, v);
+      case Kind::kUint32: {
+        std::uint32_t x = 0;
+        if (!integer(v, x)) {
+          return false;
+        }
+        if (x != 0) {
+          put_tag(out_, f.number, kVarint);
+          put_varint(out_, x);
+        }
+        return true;
+      }
+      case Kind::kInt64: {
+        std::int64_t x = 0;
+        if (!integer(v, x)) {
+          return false;
+        }
+        put_tag(out_, f.number, kVarint);
+        put_varint(out_, static_cast<std::uint64_t>(x));
+        return true;
+      }
+      case Kind::kFixed32: {
+        std::uint32_t x = 0;
+        if (!integer(v, x)) {
+          return false;
+        }
+        if (x != 0) {
+          put_tag(out_, f.number, kI32);
+          put_fixed(out_, x);
+        }
+        return true;
+      }
+      case Kind::kFixed64: {
+        std::uint64_t x = 0;
+        if (!integer(v, x)) {
+          return false;
+        }
+        if (x != 0) {
+          put_tag(out_, f.number, kI64);
+          put_fixed(out_, x);
+        }
+        return true;
+      }
+      case Kind::kDouble: {
+        double x = 0;
+        if (!number(v, x)) {
+          return false;
+        }
+        put_tag(out_, f.number, kI64);
+        put_fixed(out_, std::bit_cast<std::uint64_t>(x));
+        return true;
+      }
+      case Kind::kBool:
+        if (v.type != Scalar::kBool) {
+          return fail_here("must be true or false");
+        }
+        put_tag(out_, f.number, kVarint);
+        out_ += v.b ? '\1' : '\0';
+        return true;
+      case Kind::kSpanKind:
+        return enumeration(f, v, span_kind_names);
+      case Kind::kStatusCode:
+        return enumeration(f, v, status_code_names);
+    }
+    return fail_here("unexpected field");
   }
 
   // Integers are JSON numbers (integral, in range) or decimal strings.
   template <std::integral T>
-  bool read_scalar(const json::value& v, const path* p, T& out) {
-    switch (v.kind()) {
-      case json::kind::int64:
-        if (std::in_range<T>(v.get_int64())) {
-          out = static_cast<T>(v.get_int64());
+  bool integer(const Scalar& v, T& out) {
+    switch (v.type) {
+      case Scalar::kInt64:
+        if (std::in_range<T>(v.i)) {
+          out = static_cast<T>(v.i);
           return true;
         }
-        return fail(p, "out of range");
-      case json::kind::uint64:
-        if (std::in_range<T>(v.get_uint64())) {
-          out = static_cast<T>(v.get_uint64());
+        return fail_here("out of range");
+      case Scalar::kUint64:
+        if (std::in_range<T>(v.u)) {
+          out = static_cast<T>(v.u);
           return true;
         }
-        return fail(p, "out of range");
-      case json::kind::double_: {
-        const double d = v.get_double();
-        if (std::trunc(d) != d) {
-          return fail(p, "must be an integer");
+        return fail_here("out of range");
+      case Scalar::kDouble: {
+        if (std::trunc(v.d) != v.d) {
+          return fail_here("must be an integer");
         }
         // 2^digits: the first value above the range of T.
         constexpr double limit =
             2.0 * static_cast<double>(std::uint64_t{1} << (std::numeric_limits<T>::digits - 1));
-        if (d < (std::is_signed_v<T> ? -limit : 0.0) || d >= limit) {
-          return fail(p, "out of range");
+        if (v.d < (std::is_signed_v<T> ? -limit : 0.0) || v.d >= limit) {
+          return fail_here("out of range");
         }
-        out = static_cast<T>(d);
+        out = static_cast<T>(v.d);
         return true;
       }
-      case json::kind::string: {
-        const auto& s = v.get_string();
-        const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+      case Scalar::kString: {
+        const auto r = std::from_chars(v.s.data(), v.s.data() + v.s.size(), out);
         if (r.ec == std::errc::result_out_of_range) {
-          return fail(p, "out of range");
+          return fail_here("out of range");
         }
-        if (r.ec != std::errc{} || r.ptr != s.data() + s.size()) {
-          return fail(p, "must be an integer");
+        if (r.ec != std::errc{} || r.ptr != v.s.data() + v.s.size()) {
+          return fail_here("must be an integer");
         }
         return true;
       }
       default:
-        return fail(p, "must be an integer (number or decimal string)");
+        return fail_here("must be an integer (number or decimal string)");
     }
-  }
-
-  bool read_scalar(const json::value& v, const path* p, bool& out) {
-    if (const auto* b = v.if_bool()) {
-      out = *b;
-      return true;
-    }
-    return fail(p, "must be true or false");
   }
 
   // A number, "NaN", "Infinity", "-Infinity" or a numeric string.
-  bool read_scalar(const json::value& v, const path* p, double& out) {
-    switch (v.kind()) {
-      case json::kind::int64:
-        out = static_cast<double>(v.get_int64());
+  bool number(const Scalar& v, double& out) {
+    switch (v.type) {
+      case Scalar::kInt64:
+        out = static_cast<double>(v.i);
         return true;
-      case json::kind::uint64:
-        out = static_cast<double>(v.get_uint64());
+      case Scalar::kUint64:
+        out = static_cast<double>(v.u);
         return true;
-      case json::kind::double_:
-        out = v.get_double();
+      case Scalar::kDouble:
+        out = v.d;
         return true;
-      case json::kind::string: {
-        const std::string_view s = view(v.get_string());
-        if (s == "NaN") {
+      case Scalar::kString: {
+        if (v.s == "NaN") {
           out = std::numeric_limits<double>::quiet_NaN();
           return true;
         }
-        if (s == "Infinity" || s == "-Infinity") {
-          out = s[0] == '-' ? -HUGE_VAL : HUGE_VAL;
+        if (v.s == "Infinity" || v.s == "-Infinity") {
+          out = v.s[0] == '-' ? -HUGE_VAL : HUGE_VAL;
           return true;
         }
-        const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
-        if (r.ec == std::errc{} && r.ptr == s.data() + s.size()) {
+        const auto r = std::from_chars(v.s.data(), v.s.data() + v.s.size(), out);
+        if (r.ec == std::errc{} && r.ptr == v.s.data() + v.s.size()) {
           return true;
         }
         break;
@@ -367,95 +726,95 @@ class reader {
       default:
         break;
     }
-    return fail(p, "must be a number");
+    return fail_here("must be a number");
   }
 
   // Enums are integers (unknown values kept: proto3 enums are open) or value names.
-  template <class E>
-  requires std::is_enum_v<E>
-  bool read_scalar(const json::value& v, const path* p, E& out,
-                   std::span<const std::string_view> names) {
-    if (const auto* s = v.if_string()) {
+  bool enumeration(const Field& f, const Scalar& v, std::span<const std::string_view> names) {
+    std::int32_t x = 0;
+    bool named = false;
+    if (v.type == Scalar::kString) {
       for (std::size_t i = 0; i < names.size(); ++i) {
-        if (view(*s) == names[i]) {
-          out = static_cast<E>(i);
-          return true;
+        if (v.s == names[i]) {
+          x = static_cast<std::int32_t>(i);
+          named = true;
+          break;
         }
       }
     }
-    std::int32_t x = 0;
-    if (!read_scalar(v, p, x)) {
-      return fail(p, "must be an integer or a name like ", names[1]);
+    if (!named && !integer(v, x)) {
+      return fail_again("must be an integer or a name like ", names[1]);
     }
-    out = static_cast<E>(x);
+    if (x != 0) {
+      put_tag(out_, f.number, kVarint);
+      put_varint(out_, static_cast<std::uint64_t>(static_cast<std::int64_t>(x)));
+    }
     return true;
   }
 
   // A hex trace id (16 bytes) or span id (8 bytes), not all zero. An optional id (the parent
   // span id) may be empty; all zeros there also means "no parent", as in the collector.
-  bool id(const json::value& v, const path* p, std::size_t size, bool optional, std::string& out) {
-    const auto* s = v.if_string();
-    if (s == nullptr) {
-      return fail(p, "must be a hex string");
+  bool id(const Field& f, const Scalar& v, std::size_t size, bool optional) {
+    if (v.type != Scalar::kString) {
+      return fail_here("must be a hex string");
     }
-    if (optional && s->empty()) {
-      out.clear();
+    const std::string_view s = v.s;
+    if (optional && s.empty()) {
       return true;
     }
-    if (s->size() != 2 * size) {
-      return fail(p, "must be ", 2 * size, " hex digits, got ", s->size());
+    if (s.size() != 2 * size) {
+      return fail_here("must be ", 2 * size, " hex digits, got ", s.size());
     }
     char bytes[16];
     char any = 0;
     for (std::size_t i = 0; i < size; ++i) {
-      const int hi = hex_value((*s)[2 * i]);
-      const int lo = hex_value((*s)[2 * i + 1]);
+      const int hi = hex_value(s[2 * i]);
+      const int lo = hex_value(s[2 * i + 1]);
       if (hi < 0 || lo < 0) {
-        return fail(p, "not a hex digit at offset ", 2 * i + (hi < 0 ? 0 : 1));
+        return fail_here("not a hex digit at offset ", 2 * i + (hi < 0 ? 0 : 1));
       }
       bytes[i] = static_cast<char>((hi << 4) | lo);
       any |= bytes[i];
     }
     if (any == 0) {
-      if (!optional) {
-        return fail(p, "must not be all zeros");
-      }
-      out.clear();
-      return true;
+      return optional ? true : fail_here("must not be all zeros");
     }
-    out.assign(bytes, size);
+    put_tag(out_, f.number, kLen);
+    put_varint(out_, size);
+    out_.append(bytes, size);
     return true;
   }
 
   // Standard or URL-safe base64, padded or not.
-  bool base64(const json::value& v, const path* p, std::string& out) {
-    const auto* str = v.if_string();
-    if (str == nullptr) {
-      return fail(p, "must be a base64 string");
+  bool base64(const Field& f, const Scalar& v) {
+    if (v.type != Scalar::kString) {
+      return fail_here("must be a base64 string");
     }
-    std::string_view s = view(*str);
+    std::string_view s = v.s;
     const bool padded = !s.empty() && s.back() == '=';
-    while (!s.empty() && s.back() == '=' && str->size() - s.size() < 2) {
+    while (!s.empty() && s.back() == '=' && v.s.size() - s.size() < 2) {
       s.remove_suffix(1);
     }
-    if ((padded && str->size() % 4 != 0) || s.size() % 4 == 1) {
-      return fail(p, "invalid base64 length");
+    if ((padded && v.s.size() % 4 != 0) || s.size() % 4 == 1) {
+      return fail_here("invalid base64 length");
     }
-    out.resize(s.size() / 4 * 3 + (s.size() % 4 == 0 ? 0 : s.size() % 4 - 1));
-    std::uint32_t bits = 0;
-    std::size_t n = 0;
+    const std::size_t size = s.size() / 4 * 3 + (s.size() % 4 == 0 ? 0 : s.size() % 4 - 1);
     for (std::size_t i = 0; i < s.size(); ++i) {
-      const int d = base64_values[static_cast<unsigned char>(s[i])];
-      if (d < 0) {
-        return fail(p, "invalid base64 character at offset ", i);
+      if (base64_values[static_cast<unsigned char>(s[i])] < 0) {
+        return fail_here("invalid base64 character at offset ", i);
       }
-      bits = (bits << 6) | static_cast<std::uint32_t>(d);
+    }
+    put_tag(out_, f.number, kLen);
+    put_varint(out_, size);
+    std::uint32_t bits = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      bits = (bits << 6) | static_cast<std::uint32_t>(base64_values[static_cast<unsigned char>(s[i])]);
       if (i % 4 == 3 || i + 1 == s.size()) {
         // A group of 2..4 digits holds 1..3 bytes, left-aligned in 24 bits.
         const std::size_t digits = i % 4 + 1;
         bits <<= 6 * (4 - digits);
         for (std::size_t b = 0; b + 1 < digits; ++b) {
-          out[n++] = static_cast<char>(bits >> (16 - 8 * b));
+          out_ += static_cast<char>(bits >> (16 - 8 * b));
         }
         bits = 0;
       }
@@ -463,239 +822,48 @@ class reader {
     return true;
   }
 
-  bool key_value(const json::value& v, const path* p, common::KeyValue& m) {
-    return members(v, p, [&](std::string_view k, const json::value& f, const path* fp) {
-      if (key_is(k, "key")) {
-        return string(f, fp, *m.mutable_key());
-      }
-      if (key_is(k, "value")) {
-        return any_value(f, fp, *m.mutable_value());
-      }
-      return true;
-    });
-  }
-
-  // An object whose "values" array is read by `read` (ArrayValue, KeyValueList).
-  template <class M, class T>
-  bool values(const json::value& v, const path* p, M& m,
-              bool (reader::*read)(const json::value&, const path*, T&)) {
-    return members(v, p, [&](std::string_view k, const json::value& f, const path* fp) {
-      return !key_is(k, "values") || elements(f, fp, *m.mutable_values(), read);
-    });
-  }
-
-  bool any_value(const json::value& v, const path* p, common::AnyValue& m) {
-    return members(v, p, [&](std::string_view k, const json::value& f, const path* fp) {
-      if (key_is(k, "stringValue")) {
-        return string(f, fp, *m.mutable_string_value());
-      }
-      if (key_is(k, "intValue")) {
-        return set(f, fp, m, &common::AnyValue::set_int_value);
-      }
-      if (key_is(k, "boolValue")) {
-        return set(f, fp, m, &common::AnyValue::set_bool_value);
-      }
-      if (key_is(k, "doubleValue")) {
-        return set(f, fp, m, &common::AnyValue::set_double_value);
-      }
-      if (key_is(k, "arrayValue")) {
-        return values(f, fp, *m.mutable_array_value(), &reader::any_value);
-      }
-      if (key_is(k, "kvlistValue")) {
-        return values(f, fp, *m.mutable_kvlist_value(), &reader::key_value);
-      }
-      if (key_is(k, "bytesValue")) {
-        return base64(f, fp, *m.mutable_bytes_value());
-      }
-      return true;
-    });
-  }
-
-  // attributes and droppedAttributesCount, shared by resource, scope, span, event and link.
-  // Returns nullopt for any other key.
-  template <class M>
-  std::optional<bool> attributes(std::string_view k, const json::value& f, const path* fp, M& m) {
-    if (key_is(k, "attributes")) {
-      return elements(f, fp, *m.mutable_attributes(), &reader::key_value);
+  // Keeps the first error, "<path of the value being read>: <pieces...>", and turns the rest
+  // of the document into a syntax check. Returns false (the value was not written).
+  template <class... Pieces>
+  bool fail_here(const Pieces&... pieces) {
+    if (failed_) {
+      return false;
     }
-    if (key_is(k, "droppedAttributesCount")) {
-      return set(f, fp, m, &M::set_dropped_attributes_count);
+    failed_ = true;
+    error_.clear();
+    write_path();
+    error_ += ": ";
+    (append_piece(error_, pieces), ...);
+    return false;
+  }
+
+  // Replaces the error just written for the same value by a more helpful one.
+  template <class... Pieces>
+  bool fail_again(const Pieces&... pieces) {
+    failed_ = false;
+    return fail_here(pieces...);
+  }
+
+  void write_path() {
+    if (depth_ == 0) {
+      error_ += "request body";
+      return;
     }
-    return std::nullopt;
-  }
-
-  bool entity_ref(const json::value& v, const path* p, common::EntityRef& m) {
-    return members(v, p, [&](std::string_view k, const json::value& f, const path* fp) {
-      if (key_is(k, "schemaUrl")) {
-        return string(f, fp, *m.mutable_schema_url());
+    bool first = true;
+    for (std::size_t i = 0; i < depth_; ++i) {
+      const Frame& frame = frames_[i];
+      if (frame.array) {
+        error_ += '[';
+        append_number(error_, frame.index);
+        error_ += ']';
+      } else {
+        if (!first) {
+          error_ += '.';
+        }
+        error_ += frame.key;
       }
-      if (key_is(k, "type")) {
-        return string(f, fp, *m.mutable_type());
-      }
-      if (key_is(k, "idKeys")) {
-        return elements(f, fp, *m.mutable_id_keys(), &reader::string);
-      }
-      if (key_is(k, "descriptionKeys")) {
-        return elements(f, fp, *m.mutable_description_keys(), &reader::string);
-      }
-      return true;
-    });
-  }
-
-  bool resource(const json::value& v, const path* p, resource::Resource& m) {
-    return members(v, p, [&](std::string_view k, const json::value& f, const path* fp) {
-      if (const auto done = attributes(k, f, fp, m)) {
-        return *done;
-      }
-      return !key_is(k, "entityRefs") ||
-             elements(f, fp, *m.mutable_entity_refs(), &reader::entity_ref);
-    });
-  }
-
-  bool scope(const json::value& v, const path* p, common::InstrumentationScope& m) {
-    return members(v, p, [&](std::string_view k, const json::value& f, const path* fp) {
-      if (const auto done = attributes(k, f, fp, m)) {
-        return *done;
-      }
-      if (key_is(k, "name")) {
-        return string(f, fp, *m.mutable_name());
-      }
-      if (key_is(k, "version")) {
-        return string(f, fp, *m.mutable_version());
-      }
-      return true;
-    });
-  }
-
-  bool status(const json::value& v, const path* p, trace::Status& m) {
-    return members(v, p, [&](std::string_view k, const json::value& f, const path* fp) {
-      if (key_is(k, "message")) {
-        return string(f, fp, *m.mutable_message());
-      }
-      if (key_is(k, "code")) {
-        return set(f, fp, m, &trace::Status::set_code,
-                   std::span<const std::string_view>(status_code_names));
-      }
-      return true;
-    });
-  }
-
-  bool event(const json::value& v, const path* p, trace::Span::Event& m) {
-    return members(v, p, [&](std::string_view k, const json::value& f, const path* fp) {
-      if (const auto done = attributes(k, f, fp, m)) {
-        return *done;
-      }
-      if (key_is(k, "timeUnixNano")) {
-        return set(f, fp, m, &trace::Span::Event::set_time_unix_nano);
-      }
-      if (key_is(k, "name")) {
-        return string(f, fp, *m.mutable_name());
-      }
-      return true;
-    });
-  }
-
-  bool link(const json::value& v, const path* p, trace::Span::Link& m) {
-    return members(v, p, [&](std::string_view k, const json::value& f, const path* fp) {
-      if (const auto done = attributes(k, f, fp, m)) {
-        return *done;
-      }
-      if (key_is(k, "traceId")) {
-        return id(f, fp, 16, false, *m.mutable_trace_id());
-      }
-      if (key_is(k, "spanId")) {
-        return id(f, fp, 8, false, *m.mutable_span_id());
-      }
-      if (key_is(k, "traceState")) {
-        return string(f, fp, *m.mutable_trace_state());
-      }
-      if (key_is(k, "flags")) {
-        return set(f, fp, m, &trace::Span::Link::set_flags);
-      }
-      return true;
-    });
-  }
-
-  bool span(const json::value& v, const path* p, trace::Span& m) {
-    return members(v, p, [&](std::string_view k, const json::value& f, const path* fp) {
-      if (const auto done = attributes(k, f, fp, m)) {
-        return *done;
-      }
-      if (key_is(k, "traceId")) {
-        return id(f, fp, 16, false, *m.mutable_trace_id());
-      }
-      if (key_is(k, "spanId")) {
-        return id(f, fp, 8, false, *m.mutable_span_id());
-      }
-      if (key_is(k, "parentSpanId")) {
-        return id(f, fp, 8, true, *m.mutable_parent_span_id());
-      }
-      if (key_is(k, "traceState")) {
-        return string(f, fp, *m.mutable_trace_state());
-      }
-      if (key_is(k, "flags")) {
-        return set(f, fp, m, &trace::Span::set_flags);
-      }
-      if (key_is(k, "name")) {
-        return string(f, fp, *m.mutable_name());
-      }
-      if (key_is(k, "kind")) {
-        return set(f, fp, m, &trace::Span::set_kind,
-                   std::span<const std::string_view>(span_kind_names));
-      }
-      if (key_is(k, "startTimeUnixNano")) {
-        return set(f, fp, m, &trace::Span::set_start_time_unix_nano);
-      }
-      if (key_is(k, "endTimeUnixNano")) {
-        return set(f, fp, m, &trace::Span::set_end_time_unix_nano);
-      }
-      if (key_is(k, "events")) {
-        return elements(f, fp, *m.mutable_events(), &reader::event);
-      }
-      if (key_is(k, "droppedEventsCount")) {
-        return set(f, fp, m, &trace::Span::set_dropped_events_count);
-      }
-      if (key_is(k, "links")) {
-        return elements(f, fp, *m.mutable_links(), &reader::link);
-      }
-      if (key_is(k, "droppedLinksCount")) {
-        return set(f, fp, m, &trace::Span::set_dropped_links_count);
-      }
-      if (key_is(k, "status")) {
-        return status(f, fp, *m.mutable_status());
-      }
-      return true;
-    });
-  }
-
-  bool scope_spans(const json::value& v, const path* p, trace::ScopeSpans& m) {
-    return members(v, p, [&](std::string_view k, const json::value& f, const path* fp) {
-      if (key_is(k, "scope")) {
-        return scope(f, fp, *m.mutable_scope());
-      }
-      if (key_is(k, "spans")) {
-        return elements(f, fp, *m.mutable_spans(), &reader::span);
-      }
-      if (key_is(k, "schemaUrl")) {
-        return string(f, fp, *m.mutable_schema_url());
-      }
-      return true;
-    });
-  }
-
-  bool resource_spans(const json::value& v, const path* p, trace::ResourceSpans& m) {
-    return members(v, p, [&](std::string_view k, const json::value& f, const path* fp) {
-      if (key_is(k, "resource")) {
-        return resource(f, fp, *m.mutable_resource());
-      }
-      if (key_is(k, "scopeSpans")) {
-        return elements(f, fp, *m.mutable_scope_spans(), &reader::scope_spans);
-      }
-      if (key_is(k, "schemaUrl")) {
-        return string(f, fp, *m.mutable_schema_url());
-      }
-      return true;
-    });
+      first = false;
+    }
   }
 };
 
@@ -1003,15 +1171,13 @@ void report(std::string& error, const char* what) noexcept {
 bool json_to_protobuf(std::string_view text, std::string& out, std::string& error) noexcept {
   const std::size_t old_size = out.size();
   try {
-    // Small documents are parsed without touching the heap.
-    unsigned char tree_buffer[4096];
-    unsigned char stack_buffer[1024];
-    json::monotonic_resource memory(tree_buffer, sizeof tree_buffer);
+    // The protobuf form is smaller than its JSON text: one reservation, and pages are only
+    // touched as they are written.
+    out.reserve(old_size + text.size());
     json::parse_options options;
     options.max_depth = max_json_depth;
-    json::basic_parser<tree_builder> parser(options, json::storage_ptr(), stack_buffer,
-                                            sizeof stack_buffer);
-    parser.handler().st.reset(&memory);
+    std::string semantic_error;
+    json::basic_parser<wire_builder> parser(options, out, semantic_error);
     json::error_code ec;
     const std::size_t used = parser.write_some(false, text.data(), text.size(), ec);
     if (!ec && used < text.size()) {
@@ -1023,21 +1189,11 @@ bool json_to_protobuf(std::string_view text, std::string& out, std::string& erro
       append_number(error, used);
       error += ": ";
       error += ec.message();
-      return false;
+    } else if (parser.handler().failed()) {
+      error = std::move(semantic_error);
+    } else {
+      return true;
     }
-    const json::value tree = parser.handler().st.release();
-
-    pb::Arena arena;
-    auto* request = pb::Arena::CreateMessage<ExportTraceServiceRequest>(&arena);
-    if (!reader(error).request(tree, *request)) {
-      return false;
-    }
-    if (!request->AppendToString(&out)) {
-      out.resize(old_size);
-      report(error, "request too large to serialize");
-      return false;
-    }
-    return true;
   } catch (const std::bad_alloc&) {
     report(error, "out of memory");
   } catch (const std::exception& e) {

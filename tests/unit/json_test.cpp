@@ -863,7 +863,53 @@ TEST_CASE("protobuf -> JSON -> protobuf round-trips generated requests") {
     CHECK(differences.empty());
     // Bit-exact too (e.g. -0.0), which the differencer does not check.
     CHECK(back.SerializeAsString() == original.SerializeAsString());
+    // Written directly as wire bytes: the same fields, every length a minimal varint.
+    CHECK(bytes.size() == original.ByteSizeLong());
   }
+}
+
+TEST_CASE("nested message lengths of every varint size are written minimal and exact") {
+  // Lengths of 0, 1, 2, 3 and 4 varint bytes, below and above each message's first guess.
+  for (const std::size_t padding : {std::size_t{0}, std::size_t{100}, std::size_t{300},
+                                    std::size_t{20000}, std::size_t{3u << 20}}) {
+    INFO("padding " << padding);
+    ExportTraceServiceRequest original;
+    original.add_resource_spans();  // empty: 0-byte length
+    auto* rs = original.add_resource_spans();
+    rs->mutable_resource();  // present but empty
+    auto* span = rs->add_scope_spans()->add_spans();
+    span->set_trace_id(bytes_of(trace_hex));
+    span->set_span_id(bytes_of(span_hex));
+    auto* attribute = span->add_attributes();
+    attribute->set_key("padding");
+    attribute->mutable_value()->set_string_value(std::string(padding, 'x'));
+    span->add_events()->mutable_attributes()->Add()->mutable_value()->mutable_kvlist_value();
+    std::string json;
+    std::string error;
+    REQUIRE(protobuf_to_json(original.SerializeAsString(), json, error));
+    std::string bytes = "prefix";  // appended after what the buffer holds
+    REQUIRE(json_to_protobuf(json, bytes, error));
+    REQUIRE(bytes.starts_with("prefix"));
+    bytes.erase(0, 6);
+    CHECK(bytes.size() == original.ByteSizeLong());
+    ExportTraceServiceRequest back;
+    REQUIRE(back.ParseFromString(bytes));
+    CHECK(back.SerializeAsString() == original.SerializeAsString());
+  }
+}
+
+TEST_CASE("a semantic error is reported only when the document is valid JSON") {
+  // The tree is no longer built first: the first semantic error is kept, the rest still
+  // checked as JSON, and a syntax error anywhere wins.
+  CHECK(parse_error(R"({"resourceSpans":{},"x":[})").find("invalid JSON") == 0);
+  CHECK(parse_error(R"({"resourceSpans":{},"x":[]})") == "resourceSpans: must be an array");
+  // Only the first semantic error is reported.
+  CHECK(parse_error(R"({"resourceSpans":[{"schemaUrl":1,"resource":2}]})") ==
+        "resourceSpans[0].schemaUrl: must be a string");
+  // Values of unknown keys are skipped whole, however deep, and do not disturb the paths.
+  CHECK(parse_error(R"({"u":[{"a":[[{}]]},{}],"resourceSpans":[{"z":{"y":[1,{"x":[]}]},)"
+                    R"("scopeSpans":[{"spans":[{"traceId":"ab"}]}]}]})") ==
+        "resourceSpans[0].scopeSpans[0].spans[0].traceId: must be 32 hex digits, got 2");
 }
 
 TEST_CASE("JSON -> protobuf -> JSON keeps the full request") {
