@@ -535,7 +535,11 @@ asio::awaitable<BatchPtr> QueuedExporter::collect(Worker& w) {
         break;
       }
       ids.push_back(rec->id);
-      bytes += rec->payload;
+      if (bytes.empty()) {
+        bytes = std::move(rec->payload);  // a batch of one record needs no copy
+      } else {
+        bytes += rec->payload;
+      }
       spans += rec->spans;
       oldest = std::min(oldest, rec->written);
       full = bytes.size() >= batch_limits_.max_bytes || spans >= batch_limits_.max_spans;

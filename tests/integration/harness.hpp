@@ -166,6 +166,7 @@ class Agent {
   std::string file_exporter_path() const { return dir_.file("spans.jsonl"); }
   std::string log() const;
 
+  pid_t pid() const { return process_->pid(); }
   bool running() { return process_->running(); }
   void signal(int sig) { process_->signal(sig); }
   std::optional<int> wait_exit(Millis timeout) { return process_->wait_exit(timeout); }

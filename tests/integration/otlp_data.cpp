@@ -189,7 +189,11 @@ void fill_span(Span& span, const std::string& trace_id, const std::string& paren
   span.set_end_time_unix_nano(start + 1'500'000 + index);
   add_attributes_of_every_type(*span.mutable_attributes(), index);
   if (shape.attribute_padding > 0) {
-    set_attribute(*span.add_attributes(), "padding", std::string(shape.attribute_padding, 'p'));
+    set_attribute(*span.add_attributes(), "padding",
+                  shape.random_padding
+                      ? hex(random_bytes((shape.attribute_padding + 1) / 2))
+                            .substr(0, shape.attribute_padding)
+                      : std::string(shape.attribute_padding, 'p'));
   }
   span.set_dropped_attributes_count(static_cast<std::uint32_t>(index % 2));
   auto* event = span.add_events();

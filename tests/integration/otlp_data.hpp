@@ -39,6 +39,7 @@ struct RequestShape {
   std::size_t scopes_per_resource = 2;  // ScopeSpans per resource
   std::string name_prefix = "span";    // span names are "<prefix>-<index>"
   std::size_t attribute_padding = 0;   // extra bytes of string attribute per span (to grow size)
+  bool random_padding = false;          // padding of random hex digits (compresses ~2:1), not 'p's
 };
 
 // n_spans spans with random non-zero ids, parents, every SpanKind, times, attributes of every
