@@ -826,6 +826,8 @@ TEST_CASE("wire: a body that is not one complete length-prefixed message is INVA
        {grpc_frame(body, 0, std::uint32_t(body.size() + 7))}},
       {"the same, split over two DATA frames",
        {grpc_frame(body.substr(0, 10), 0, std::uint32_t(body.size() + 7)), body.substr(10)}},
+      {"only a prefix whose flag byte is neither 0 nor 1", {grpc_frame("", 7)}},
+      {"a message behind a flag byte of 2", {grpc_frame(body, 2)}},
   };
   for (const auto& [name, data] : cases) {
     INFO(name);
