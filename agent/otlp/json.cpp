@@ -23,6 +23,7 @@
 #include <google/protobuf/arena.h>
 
 #include "common/base64.hpp"
+#include "otlp/wire.hpp"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 #include "opentelemetry/proto/trace/v1/trace.pb.h"
 
@@ -239,26 +240,12 @@ std::uint8_t length_guess(Msg m) noexcept {
 // ---- protobuf wire writing ----
 enum WireType : std::uint32_t { kVarint = 0, kI64 = 1, kLen = 2, kI32 = 5 };
 
-std::size_t varint_size(std::uint64_t v) noexcept {
-  std::size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
 void put_varint_at(char* p, std::uint64_t v) noexcept {
   while (v >= 0x80) {
     *p++ = static_cast<char>((v & 0x7f) | 0x80);
     v >>= 7;
   }
   *p = static_cast<char>(v);
-}
-void put_varint(std::string& out, std::uint64_t v) {
-  char buf[10];
-  const std::size_t n = varint_size(v);
-  put_varint_at(buf, v);
-  out.append(buf, n);
 }
 void put_tag(std::string& out, std::uint32_t number, WireType type) {
   put_varint(out, (std::uint64_t{number} << 3) | type);
