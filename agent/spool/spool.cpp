@@ -447,8 +447,13 @@ std::int64_t Spool::now_ms() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
+// now - written_ms > max_age, computed without overflow: a header with a valid CRC (damaged or
+// crafted) can hold any 64-bit write time.
 bool Spool::expired(const Meta& m, std::int64_t now) const {
-  return options_.max_age.count() > 0 && now - m.written_ms > options_.max_age.count();
+  const std::int64_t max_age = options_.max_age.count();
+  return max_age > 0 && m.written_ms < now &&
+         static_cast<std::uint64_t>(now) - static_cast<std::uint64_t>(m.written_ms) >
+             static_cast<std::uint64_t>(max_age);
 }
 
 std::string Spool::seg_path(std::uint64_t seq) const {
@@ -1005,7 +1010,12 @@ std::optional<SpoolRecord> Spool::next() {
     ++in_flight_;
     rec.id = id;
     rec.spans = m->spans;
-    rec.written = std::chrono::system_clock::time_point(std::chrono::milliseconds(m->written_ms));
+    // Within [epoch, now], so that a write time from a clock that stepped back, or any 64-bit
+    // value a damaged header with a valid CRC holds, converts without overflow and keeps
+    // now - written (the exporters' batch age) in range.
+    const std::int64_t written_ms =
+        std::clamp<std::int64_t>(m->written_ms, 0, std::max<std::int64_t>(now, 0));
+    rec.written = std::chrono::system_clock::time_point(std::chrono::milliseconds(written_ms));
     return rec;
   }
   return std::nullopt;

@@ -97,6 +97,8 @@ struct SpoolRecord {
   std::uint64_t id = 0;
   std::string payload;
   std::uint32_t spans = 0;
+  // When it was appended, as recorded in its header; never before the epoch or after now
+  // (a later time, from a clock that stepped back, reads as now).
   std::chrono::system_clock::time_point written;
 };
 

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -654,6 +655,46 @@ TEST_CASE("max_age at open keeps the young records of a partly expired segment",
   auto s = Spool::open(o, "e");  // the drop was persisted: not counted again
   REQUIRE(get(s->stats().dropped_records) == 0);
   REQUIRE(drain(*s) == payloads(1, 2));
+}
+
+// Found by fuzzing (tests/fuzz/fuzz_spool.cpp): a record header with a valid CRC can hold any
+// 64-bit write time; converting it to a time_point, and now - written for max_age, overflowed.
+TEST_CASE("records with extreme write times are replayed without overflow", "[spool]") {
+  TempDir dir;
+  FakeClock clock;
+  const std::int64_t now_ms = 1'700'000'000'000;
+  const std::vector<std::int64_t> times = {std::numeric_limits<std::int64_t>::min(), -5,
+                                           now_ms - 60'000, now_ms + 60'000,
+                                           std::numeric_limits<std::int64_t>::max()};
+  const fs::path sdir = dir.path() / "e";
+  fs::create_directories(sdir);
+  std::string segment;
+  for (std::size_t i = 0; i < times.size(); ++i) {
+    const std::string p = payload(static_cast<int>(i));
+    const auto h = spool::encode_header(
+        {static_cast<std::uint32_t>(p.size()), 1, times[i], spool::crc32c(p)});
+    segment += std::string(h.begin(), h.end()) + p;
+  }
+  write_file(sdir / "00000000000000000001.seg", segment);
+  auto o = options_for(dir);
+  o.clock = [&clock] { return clock.now; };
+  {
+    // No max_age: all are replayed; write times read within [epoch, now].
+    auto s = Spool::open(o, "e");
+    std::vector<std::chrono::system_clock::time_point> written;
+    while (auto r = s->next()) {
+      written.push_back(r->written);
+    }
+    const std::chrono::system_clock::time_point epoch{};
+    REQUIRE(written == std::vector<std::chrono::system_clock::time_point>{
+                           epoch, epoch, clock.now - 60s, clock.now, clock.now});
+  }
+  // max_age 1h: the two before the epoch are an age of 53 years or more, dropped; the future
+  // ones are not old.
+  o.max_age = 1h;
+  auto s = Spool::open(o, "e");
+  REQUIRE(get(s->stats().dropped_records) == 2);
+  REQUIRE(drain(*s) == std::vector<std::string>{payload(2), payload(3), payload(4)});
 }
 
 TEST_CASE("fsync: always syncs every append and ack", "[spool][fsync]") {
