@@ -1,5 +1,7 @@
 #include "otlp/wire.hpp"
 
+#include "otlp/wire_reader.hpp"
+
 #include <array>
 #include <cstring>
 #include <vector>
@@ -7,7 +9,7 @@
 namespace spanrelay::otlp {
 namespace {
 
-enum WireType : std::uint8_t { kVarint = 0, kFixed64 = 1, kLen = 2, kFixed32 = 5 };
+using namespace wire;  // Reader, Field, next_field, wire types
 
 // The messages of the trace schema the scanner descends into.
 enum class Msg : std::uint8_t {
@@ -93,87 +95,6 @@ constexpr WireType wire_type_of(Kind k) noexcept {
     case Kind::kFixed32: return kFixed32;
     default: return kLen;
   }
-}
-
-// A cursor over one message's bytes.
-struct Reader {
-  const std::uint8_t* p;
-  const std::uint8_t* end;
-
-  explicit Reader(std::string_view s) noexcept
-      : p(reinterpret_cast<const std::uint8_t*>(s.data())), end(p + s.size()) {}
-  bool done() const noexcept { return p >= end; }
-
-  bool varint(std::uint64_t& v) noexcept {
-    v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (p >= end) {
-        return false;
-      }
-      const std::uint8_t b = *p++;
-      if (shift == 63 && b > 1) {
-        return false;  // more than 64 bits
-      }
-      v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
-      if ((b & 0x80) == 0) {
-        return true;
-      }
-    }
-    return false;
-  }
-  bool skip(std::size_t n) noexcept {
-    if (static_cast<std::size_t>(end - p) < n) {
-      return false;
-    }
-    p += n;
-    return true;
-  }
-  bool bytes(std::string_view& out) noexcept {
-    std::uint64_t len = 0;
-    if (!varint(len) || len > static_cast<std::uint64_t>(end - p)) {
-      return false;
-    }
-    out = std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(len));
-    p += len;
-    return true;
-  }
-};
-
-// One field as read from the wire.
-struct Field {
-  std::uint32_t number = 0;
-  WireType type = kVarint;
-  std::string_view payload;  // LEN fields only
-  const std::uint8_t* begin = nullptr;  // the whole field, tag included
-  const std::uint8_t* end = nullptr;
-};
-
-enum class ReadStatus { kOk, kEnd, kMalformed };
-
-ReadStatus next_field(Reader& r, Field& f) noexcept {
-  if (r.done()) {
-    return ReadStatus::kEnd;
-  }
-  f.begin = r.p;
-  std::uint64_t tag = 0;
-  if (!r.varint(tag) || tag > 0xffffffffu) {
-    return ReadStatus::kMalformed;
-  }
-  f.number = static_cast<std::uint32_t>(tag >> 3);
-  if (f.number == 0) {
-    return ReadStatus::kMalformed;
-  }
-  std::uint64_t ignored = 0;
-  bool ok = false;
-  switch (tag & 7) {
-    case kVarint: f.type = kVarint; ok = r.varint(ignored); break;
-    case kFixed64: f.type = kFixed64; ok = r.skip(8); break;
-    case kLen: f.type = kLen; ok = r.bytes(f.payload); break;
-    case kFixed32: f.type = kFixed32; ok = r.skip(4); break;
-    default: ok = false;  // groups (3, 4) and reserved types are not accepted
-  }
-  f.end = r.p;
-  return ok ? ReadStatus::kOk : ReadStatus::kMalformed;
 }
 
 bool valid_utf8(std::string_view s) noexcept {
