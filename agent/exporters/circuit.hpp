@@ -10,8 +10,8 @@
 // Independently of the state, a Retry-After/RetryInfo from the upstream holds every attempt
 // until that time (the upstream asked the whole client to wait, not one request).
 //
-// Pure logic with an injected time: no threads, no timers. QueuedExporter calls it from its
-// io thread and parks workers until next_change().
+// Pure logic with an injected time (ExporterClock time points): no threads, no timers.
+// QueuedExporter calls it from its io thread and parks workers until next_change().
 
 #include <algorithm>
 #include <chrono>
@@ -19,11 +19,13 @@
 #include <cstdint>
 #include <optional>
 
+#include "exporters/clock.hpp"
+
 namespace spanrelay {
 
 class Circuit {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = ExporterClock;
   using Duration = std::chrono::milliseconds;
   enum class State { kClosed, kOpen, kHalfOpen };
 

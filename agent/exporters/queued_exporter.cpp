@@ -15,13 +15,14 @@
 namespace spanrelay {
 
 namespace asio = boost::asio;
-using Clock = std::chrono::steady_clock;
+using Clock = ExporterClock;  // the retry loop, the circuit and the timers
+using Steady = std::chrono::steady_clock;  // the watchdog, logs and latency: real time
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 struct QueuedExporter::Worker {
   Worker(asio::io_context& ioc, std::size_t slot) : wake(ioc), sleep(ioc), slot(slot) {}
-  asio::steady_timer wake;   // parked here while the queue is empty
-  asio::steady_timer sleep;  // backoff between attempts
+  ExporterTimer wake;   // parked here while the queue is empty
+  ExporterTimer sleep;  // backoff between attempts
   std::size_t slot;
 };
 
@@ -55,7 +56,7 @@ bool QueuedExporter::memory_pressure() const noexcept {
   return budget_ == nullptr || budget_->used() >= budget_->limit() / 4 * 3;
 }
 
-QueuedExporter::~QueuedExporter() { shutdown(Clock::now()); }
+QueuedExporter::~QueuedExporter() { shutdown(Steady::now()); }
 
 void QueuedExporter::start() {
   for (std::size_t i = 0; i < options_.max_in_flight; ++i) {
@@ -183,20 +184,28 @@ void QueuedExporter::kick() noexcept {
   });
 }
 
+void QueuedExporter::clock_moved() noexcept {
+  asio::post(ioc_, [this] {
+    // Arming a timer that is already due makes the reactor re-read every timer's deadline.
+    auto due = std::make_shared<ExporterTimer>(ioc_, Clock::time_point::min());
+    due->async_wait([due](boost::system::error_code) {});
+  });
+}
+
 void QueuedExporter::ping() noexcept {
-  const std::int64_t now = Clock::now().time_since_epoch().count();
+  const std::int64_t now = Steady::now().time_since_epoch().count();
   std::int64_t none = 0;
   if (ping_sent_.compare_exchange_strong(none, now)) {  // else the last one is still out
     asio::post(ioc_, [this] { ping_sent_.store(0); });
   }
 }
 
-bool QueuedExporter::responsive(Clock::time_point now,
+bool QueuedExporter::responsive(Steady::time_point now,
                                 std::chrono::milliseconds patience) const noexcept {
   const std::int64_t sent = ping_sent_.load();
   return sent == 0 || !running_.load() ||
          now.time_since_epoch().count() - sent <
-             std::chrono::duration_cast<Clock::duration>(patience).count();
+             std::chrono::duration_cast<Steady::duration>(patience).count();
 }
 
 // Halves the batch at span boundaries and puts the pieces at the head of the queue, in order;
@@ -228,7 +237,7 @@ void QueuedExporter::requeue_in_pieces(const BatchPtr& whole) {
   }
 }
 
-void QueuedExporter::shutdown(Clock::time_point deadline) noexcept {
+void QueuedExporter::shutdown(Steady::time_point deadline) noexcept {
   if (!thread_.joinable()) {
     return;
   }
@@ -244,7 +253,7 @@ void QueuedExporter::shutdown(Clock::time_point deadline) noexcept {
         w->sleep.cancel();
       }
     }
-    deadline_timer_.expires_at(deadline);
+    deadline_timer_.expires_at(Clock::from_steady(deadline));
     deadline_timer_.async_wait([this](boost::system::error_code ec) {
       if (!ec) {
         expire();
@@ -416,7 +425,7 @@ void QueuedExporter::record_failure(const Attempt& a, const std::string& outcome
         wall + std::chrono::duration_cast<std::chrono::system_clock::duration>(at - t));
   }
   std::uint64_t count = 0;
-  if (!upstream_log_.record(a.failure, Clock::now(), count)) {
+  if (!upstream_log_.record(a.failure, Steady::now(), count)) {
     return;
   }
   const auto level = a.failure == FailureClass::kAuth || !next_retry ? spdlog::level::err
@@ -607,9 +616,9 @@ asio::awaitable<void> QueuedExporter::deliver(Worker& w, const BatchPtr& batch_p
     if (attempt > 0) {
       add(stats_->retries);
     }
-    const auto attempt_started = Clock::now();
+    const auto attempt_started = Steady::now();
     Attempt a = co_await sender_->send(w.slot, payload);
-    const auto took = Clock::now() - attempt_started;
+    const auto took = Steady::now() - attempt_started;
     stats_->request_duration.observe(took);
     if (log_->should_log(spdlog::level::debug)) {
       log_->debug("batch of {} span(s), {} bytes ({} on the wire): {} in {:.1f} ms",

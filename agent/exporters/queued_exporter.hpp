@@ -12,6 +12,9 @@
 //   max_bytes, timeout) and acknowledge them once delivered. Retries that run out return the
 //   records to the spool, and at shutdown anything undelivered simply stays there.
 //
+// Time: the retry loop, the circuit and every timer run on ExporterClock (clock.hpp), the
+// steady clock in production, moved forward by tests (then clock_moved()).
+//
 // Threading: all state lives on the io thread; submit(), shutdown(), retire() and the wake-up
 // of spool_append() post to it. spool_append() itself runs on the caller's thread.
 //
@@ -24,7 +27,6 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
 #include <deque>
@@ -39,6 +41,7 @@
 #include "config/config.hpp"
 #include "exporters/exporter.hpp"
 #include "exporters/circuit.hpp"
+#include "exporters/clock.hpp"
 #include "exporters/failure_log.hpp"
 #include "exporters/sender.hpp"
 #include "spool/spool.hpp"
@@ -83,6 +86,9 @@ class QueuedExporter final : public Exporter {
   void kick() noexcept;
   // Reload: an automatic max_queue_bytes follows the number of exporters. Any thread.
   void set_queue_limit(std::size_t bytes);
+  // Tests: ExporterClock::advance() moved the exporter's time; timers whose time has come fire
+  // now (a timer computes its wait when armed, so it must be made to look again).
+  void clock_moved() noexcept;
 
   // Watchdog: ping() asks the io thread to answer; responsive() is false when an earlier
   // ping has waited longer than `patience` (the thread is stuck).
@@ -102,7 +108,7 @@ class QueuedExporter final : public Exporter {
   boost::asio::awaitable<BatchPtr> collect(Worker& w);
   boost::asio::awaitable<void> deliver(Worker& w, const BatchPtr& batch);
   enum class Admission { kGo, kStop, kTimedOut, kYield, kHandOver };
-  boost::asio::awaitable<Admission> admit(Worker& w, std::chrono::steady_clock::time_point give_up_at);
+  boost::asio::awaitable<Admission> admit(Worker& w, ExporterClock::time_point give_up_at);
   void circuit_changed();
   bool may_read_spool() const noexcept;
   void give_up(const BatchPtr& batch, const std::string& why);
@@ -143,8 +149,8 @@ class QueuedExporter final : public Exporter {
   bool expired_ = false;
   bool retiring_ = false;
   Successor successor_;
-  boost::asio::steady_timer deadline_timer_;
-  boost::asio::steady_timer circuit_timer_;  // spool mode: the end of an open circuit's cool-down
+  ExporterTimer deadline_timer_;
+  ExporterTimer circuit_timer_;  // spool mode: the end of an open circuit's cool-down
   std::thread thread_;
   std::shared_ptr<ExporterStats> stats_;
   FailureLog upstream_log_;  // one line per failure class per minute, never a first one held

@@ -10,6 +10,7 @@
 
 #include <deque>
 #include <mutex>
+#include <set>
 
 #include "exporters/otlp_grpc/grpc_sender.hpp"
 #include "exporters/queued_exporter.hpp"
@@ -48,6 +49,7 @@ struct Script {
   int in_flight = 0;
   std::vector<int> concurrent;  // per call: how many other calls were in flight when it began
   std::vector<std::string> payloads;
+  int cancelled_sends = 0;  // sends ended early by cancel_all()
 
   std::size_t count() {
     std::lock_guard lock(m);
@@ -55,6 +57,8 @@ struct Script {
   }
 };
 
+// Honours the Sender contract with several sends in flight (one per slot): cancel_all() ends
+// every pending one promptly, as a cancelled attempt.
 class FakeSender final : public Sender {
  public:
   FakeSender(boost::asio::io_context& ioc, Script& s) : ioc_(ioc), s_(s) {}
@@ -76,11 +80,13 @@ class FakeSender final : public Sender {
     }
     if (delay.count() > 0) {
       boost::asio::steady_timer t(ioc_, delay);
-      timer_ = &t;
+      pending_.insert(&t);
       auto [ec] = co_await t.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-      timer_ = nullptr;
+      pending_.erase(&t);
       if (ec) {
         a = retryable_attempt("cancelled");
+        std::lock_guard lock(s_.m);
+        ++s_.cancelled_sends;
       }
     }
     std::lock_guard lock(s_.m);
@@ -88,10 +94,12 @@ class FakeSender final : public Sender {
     co_return a;
   }
   void cancel_all() override {
-    std::lock_guard lock(s_.m);
-    s_.cancelled = true;
-    if (timer_ != nullptr) {
-      timer_->cancel();
+    {
+      std::lock_guard lock(s_.m);
+      s_.cancelled = true;
+    }
+    for (auto* t : pending_) {
+      t->cancel();
     }
   }
   void close(std::size_t) override {}
@@ -100,9 +108,8 @@ class FakeSender final : public Sender {
  private:
   boost::asio::io_context& ioc_;
   Script& s_;
-  boost::asio::steady_timer* timer_ = nullptr;
+  std::set<boost::asio::steady_timer*> pending_;  // io thread only
 };
-
 
 config::Exporter options() {
   config::Exporter o;
@@ -142,6 +149,32 @@ bool eventually(Pred p, std::chrono::milliseconds timeout = 10s) {
       return true;
     }
     std::this_thread::sleep_for(2ms);  // polling a condition with a deadline
+  }
+  return p();
+}
+
+// A negative check: `p` stays false for the whole window (there is no event to await).
+template <typename Pred>
+bool stays_false_for(Pred p, std::chrono::milliseconds window) {
+  return !eventually(p, window);
+}
+
+// Simulated time: moves the exporters' clock (ExporterClock) forward in small steps until `p`
+// holds, so a backoff, hold or cool-down of minutes passes in a fraction of a second of real
+// time. The steps are small next to the delays under test, and each one is followed by
+// clock_moved(), so whatever the exporter armed meanwhile fires at the simulated time it asked
+// for, give or take a step or two.
+template <typename Pred>
+bool advance_until(QueuedExporter& e, Pred p, std::chrono::milliseconds step = 2s,
+                   std::chrono::milliseconds real_timeout = 20s) {
+  const auto until = Clock::now() + real_timeout;
+  while (Clock::now() < until) {
+    if (p()) {
+      return true;
+    }
+    ExporterClock::advance(step);
+    e.clock_moved();
+    std::this_thread::sleep_for(1ms);  // polling a condition with a deadline
   }
   return p();
 }
@@ -201,13 +234,64 @@ TEST_CASE("a stale kept-alive connection costs one immediate retry", "[exporter]
   Script s;
   Attempt stale = retryable();
   stale.stale_connection = true;
-  s.answers = {stale};
   auto o = options();
-  o.retry.initial_interval = 10s;  // a backoff would make this test time out
-  o.retry.max_interval = 10s;
+  // Any backoff is at least a tenth of an hour: only the immediate retry can make the second
+  // attempt within the test's wait.
+  o.retry.initial_interval = 1h;
+  o.retry.max_interval = 1h;
+  o.retry.max_elapsed = 10h;
+  SECTION("one stale failure: retried at once, delivered") {
+    s.answers = {stale};
+    auto e = make(s, o);
+    e->submit(batch(1));
+    REQUIRE(eventually([&] { return get(e->stats().sent_spans) == 1; }));
+    REQUIRE(s.count() == 2);
+    REQUIRE(get(e->stats().retries) == 1);
+    REQUIRE(get(e->stats().circuit_opened) == 0);
+  }
+  SECTION("a second stale failure in a row waits out the backoff") {
+    s.answers = {stale, stale};
+    auto e = make(s, o);
+    e->submit(batch(1));
+    REQUIRE(eventually([&] { return s.count() == 2; }));
+    CHECK(stays_false_for([&] { return s.count() > 2; }, 300ms));  // no third immediate one
+    REQUIRE(advance_until(*e, [&] { return get(e->stats().sent_spans) == 1; }, 1min));
+    REQUIRE(s.count() == 3);
+  }
+}
+
+TEST_CASE("retry.enabled: false makes one attempt, then drops and counts the batch",
+          "[exporter]") {
+  Script s;
+  s.answers = {retryable(), retryable()};
+  auto o = options();
+  o.retry.enabled = false;
   auto e = make(s, o);
-  e->submit(batch(1));
-  REQUIRE(eventually([&] { return get(e->stats().sent_spans) == 1; }, 5s));
+  e->submit(batch(4));
+  REQUIRE(eventually([&] { return get(e->stats().failed_spans) == 4; }));
+  e->shutdown(Clock::now() + 5s);
+  CHECK(s.count() == 1);
+  CHECK(get(e->stats().retries) == 0);
+  CHECK(get(e->stats().failed_requests) == 1);
+  CHECK(get(e->stats().sent_spans) == 0);
+}
+
+TEST_CASE("at the shutdown deadline cancel_all() ends every attempt in flight",
+          "[exporter]") {
+  Script s;
+  s.delay = 60s;  // an upstream that does not answer
+  auto o = options();
+  o.max_in_flight = 4;
+  auto e = make(s, o);
+  for (int i = 0; i < 4; ++i) {
+    e->submit(batch(3));
+  }
+  REQUIRE(eventually([&] { return s.count() == 4; }));  // all four workers wait for an answer
+  e->shutdown(Clock::now() + 200ms);
+  CHECK(s.cancelled);
+  CHECK(s.cancelled_sends == 4);
+  CHECK(get(e->stats().failed_spans) == 4 * 3);
+  CHECK(get(e->stats().sent_spans) == 0);
 }
 
 TEST_CASE("a full queue drops its oldest batch, counted", "[exporter]") {
@@ -405,22 +489,46 @@ TEST_CASE("spool mode: retries that run out go back to the spool and are deliver
           "[exporter][spool]") {
   testing::TempDir dir;
   Script s;
-  // Retry-After makes the delays exact: attempts at 0, 20 and 40 ms, then 40 + 20 > 50 ms gives
-  // up, after three failures: fewer than open the circuit.
+  // On simulated time: attempts at 0, ~10 and ~20 min (Retry-After: 10 min); after the third
+  // failure 20 + 10 > 25 min gives up, after three failures: fewer than open the circuit. The
+  // records go back to the spool, and the next read delivers them once the hold is over.
   for (int i = 0; i < 3; ++i) {
-    s.answers.push_back(retryable(20ms));
+    s.answers.push_back(retryable(10min));
   }
   auto o = options();
-  o.retry.max_elapsed = 50ms;
-  auto e = make_spooled(s, dir.str(), o);
-  for (int i = 0; i < 10; ++i) {
-    REQUIRE(e->spool_append("abc", 2) == AppendStatus::kOk);
+  o.retry.max_elapsed = 25min;
+  SpoolOptions so;
+  so.path = dir.str();
+  so.fsync = SpoolFsync::kNever;
+  std::shared_ptr<Spool> spool = Spool::open(so, o.name);
+  for (int i = 0; i < 10; ++i) {  // all pending before the exporter starts: one batch of 20
+    REQUIRE(spool->append("abc", 2) == AppendStatus::kOk);
   }
-  REQUIRE(eventually([&] { return get(e->stats().sent_spans) == 20; }, 30s));
-  REQUIRE(get(e->stats().respooled_spans) == 20);
-  REQUIRE(get(e->stats().circuit_opened) == 0);
-  REQUIRE(get(e->stats().failed_spans) == 0);
-  REQUIRE(eventually([&] { return e->spool()->stats().records == 0; }));
+  config::Batch limits;
+  limits.max_spans = 100;
+  limits.timeout = 200ms;
+  QueuedExporter e(
+      o,
+      [&s](boost::asio::io_context& ioc, const config::Exporter&) {
+        return std::make_unique<FakeSender>(ioc, s);
+      },
+      nullptr, spool, limits);
+  e.start();
+  REQUIRE(advance_until(e, [&] { return get(e.stats().sent_spans) == 20; }));
+  CHECK(s.count() == 4);
+  CHECK(get(e.stats().retries) == 2);
+  CHECK(get(e.stats().respooled_spans) == 20);
+  CHECK(get(e.stats().circuit_opened) == 0);
+  CHECK(get(e.stats().failed_spans) == 0);
+  REQUIRE(eventually([&] { return e.spool()->stats().records == 0; }));
+  std::lock_guard lock(s.m);
+  std::string all;
+  for (int i = 0; i < 10; ++i) {
+    all += "abc";
+  }
+  for (const auto& p : s.payloads) {
+    CHECK(p == all);  // the same ten records each time, then acked once
+  }
 }
 
 TEST_CASE("spool mode: shutdown with the upstream down is prompt and keeps every record",
