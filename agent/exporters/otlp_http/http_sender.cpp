@@ -2,7 +2,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -174,8 +174,18 @@ asio::awaitable<bool> HttpSender::connect(Connection& c, Clock::time_point deadl
       c.reset();
       co_return false;
     }
-    if (!options_.tls.insecure_skip_verify) {
-      c.tls->set_verify_callback(asio::ssl::host_name_verification(name));
+    // OpenSSL verifies the name (an address against the IP SANs) with the chain, and a
+    // mismatch is its verify result, named in the failure.
+    beast::error_code not_ip;
+    asio::ip::make_address(name, not_ip);
+    X509_VERIFY_PARAM* verify = SSL_get0_param(c.tls->native_handle());
+    if (!options_.tls.insecure_skip_verify &&
+        (not_ip ? X509_VERIFY_PARAM_set1_host(verify, name.c_str(), name.size())
+                : X509_VERIFY_PARAM_set1_ip_asc(verify, name.c_str())) != 1) {
+      failed.failure = FailureClass::kTls;
+      failed.detail = "TLS: cannot verify the server name " + name;
+      c.reset();
+      co_return false;
     }
   } else {
     c.plain.emplace(ioc_);
@@ -202,6 +212,9 @@ asio::awaitable<bool> HttpSender::connect(Connection& c, Clock::time_point deadl
       } else if (is_tls_error(hec)) {
         failed.failure = FailureClass::kTls;
         failed.detail = "TLS handshake with " + host_header_ + " failed: " + hec.message();
+        if (const long v = SSL_get_verify_result(c.tls->native_handle()); v != X509_V_OK) {
+          failed.detail += std::string(": ") + X509_verify_cert_error_string(v);
+        }
       } else {  // closed or reset by the server during the handshake
         failed.detail = "connection to " + host_header_ + " lost in the TLS handshake: " +
                         hec.message();
