@@ -79,12 +79,14 @@ bool pread_full(int fd, void* buf, std::size_t n, std::uint64_t off) {
   return true;
 }
 
-// Writes all of iov (modified). Returns the bytes written and sets `err` (0 on success).
-std::size_t writev_full(int fd, iovec* iov, int count, int& err) {
+// Writes all of iov (modified) through `sys` (the test seam; empty: ::writev). Returns the
+// bytes written and sets `err` (0 on success).
+std::size_t writev_full(const SpoolOptions::Syscalls& sys, int fd, iovec* iov, int count,
+                        int& err) {
   std::size_t total = 0;
   err = 0;
   while (count > 0) {
-    const ssize_t r = ::writev(fd, iov, count);
+    const ssize_t r = sys.writev ? sys.writev(fd, iov, count) : ::writev(fd, iov, count);
     if (r < 0) {
       if (errno == EINTR) {
         continue;
@@ -178,7 +180,9 @@ std::unique_ptr<Spool> Spool::open(SpoolOptions options, std::string exporter_na
 void Spool::size_to_disk() {
   capacity_ = options_.max_bytes;
   struct statvfs vfs {};
-  if (::statvfs(dir_.c_str(), &vfs) == 0) {
+  const int rc = options_.syscalls.statvfs ? options_.syscalls.statvfs(dir_.c_str(), &vfs)
+                                            : ::statvfs(dir_.c_str(), &vfs);
+  if (rc == 0) {
     const std::uint64_t room = bytes_ + static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
     if (room < capacity_) {
       capacity_ = room;
@@ -545,7 +549,7 @@ void Spool::write_ack(Segment& seg, const Meta& m) {
   const auto entry = spool::encode_ack(seg.seq, m.offset);
   iovec iov{const_cast<unsigned char*>(entry.data()), entry.size()};
   int err = 0;
-  const std::size_t n = writev_full(acker_->fd, &iov, 1, err);
+  const std::size_t n = writev_full(options_.syscalls, acker_->fd, &iov, 1, err);
   if (err != 0) {
     io_error("write " + acker_->path, err);
     if (n > 0) {
@@ -846,7 +850,7 @@ AppendStatus Spool::append_locked(std::string_view payload, std::uint32_t spans,
     std::array<iovec, 2> iov{iovec{const_cast<unsigned char*>(header.data()), header.size()},
                              iovec{const_cast<char*>(payload.data()), payload.size()}};
     int err = 0;
-    const std::size_t written = writev_full(active_->fd, iov.data(), 2, err);
+    const std::size_t written = writev_full(options_.syscalls, active_->fd, iov.data(), 2, err);
     std::string what;
     if (err != 0) {
       what = "write " + active_->path;

@@ -61,8 +61,13 @@
 #include <thread>
 #include <vector>
 
+#include <sys/types.h>
+
 #include "common/log.hpp"
 #include "common/stats.hpp"
+
+struct iovec;
+struct statvfs;
 
 namespace spanrelay {
 
@@ -91,6 +96,14 @@ struct SpoolOptions {
   std::uint64_t segment_bytes = 8ull << 20;
   // Wall clock for write times, max_age and the fsync interval; tests inject their own.
   std::function<std::chrono::system_clock::time_point()> clock;  // empty: system_clock::now
+  // Test seam: the system calls through which records and acks are written, and the disk's free
+  // space is measured (at open, to size segments). Empty: ::writev and ::statvfs, called
+  // directly. Tests inject ENOSPC/EDQUOT or a small disk without needing one.
+  struct Syscalls {
+    std::function<ssize_t(int fd, const iovec* iov, int count)> writev;
+    std::function<int(const char* path, struct statvfs* out)> statvfs;
+  };
+  Syscalls syscalls;
 };
 
 struct SpoolRecord {

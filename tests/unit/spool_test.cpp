@@ -3,12 +3,16 @@
 #include <catch2/catch.hpp>
 
 #include <sys/resource.h>
+#include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -869,6 +873,163 @@ TEST_CASE("a failing write returns kIoError and leaves no partial record", "[spo
   REQUIRE(get(r->stats().torn_tails) == 0);
   REQUIRE(get(r->stats().corrupt_records) == 0);
   REQUIRE(drain(*r) == payloads(0, 4));
+}
+
+namespace {
+
+// A disk of `size` bytes under one spool directory, through the spool's syscall seam: a write
+// that does not fit writes what still fits and then fails with `err` (ENOSPC or EDQUOT), as a
+// full filesystem does; statvfs reports the room left. Everything in the directory counts.
+struct SmallDisk {
+  fs::path dir;
+  std::uint64_t size = 0;
+  int err = ENOSPC;
+  int failures = 0;  // writes refused for want of room
+
+  std::uint64_t used() const {
+    std::uint64_t n = 0;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->is_regular_file()) {
+        n += it->file_size();
+      }
+    }
+    return n;
+  }
+  std::uint64_t room() const { return size > used() ? size - used() : 0; }
+
+  void install(SpoolOptions& o) {
+    o.syscalls.writev = [this](int fd, const iovec* iov, int count) -> ssize_t {
+      std::uint64_t left = room();
+      if (left == 0) {
+        ++failures;
+        errno = err;
+        return -1;
+      }
+      std::vector<iovec> fit;
+      for (int i = 0; i < count && left > 0; ++i) {
+        const std::size_t n = std::min<std::uint64_t>(iov[i].iov_len, left);
+        fit.push_back(iovec{iov[i].iov_base, n});
+        left -= n;
+      }
+      return ::writev(fd, fit.data(), static_cast<int>(fit.size()));
+    };
+    o.syscalls.statvfs = [this](const char*, struct statvfs* out) {
+      *out = {};
+      out->f_frsize = 1;
+      out->f_bsize = 1;
+      out->f_bavail = room();
+      return 0;
+    };
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a full disk (ENOSPC, EDQUOT) with drop_oldest deletes the oldest segment and retries",
+          "[spool][disk_full]") {
+  const int err = GENERATE(ENOSPC, EDQUOT);
+  TempDir dir;
+  auto o = options_for(dir);
+  o.max_bytes = 1ull << 30;  // far away: the disk fills first
+  o.segment_bytes = 2 * kRec;  // under the disk's size / 4, which also bounds it
+  SmallDisk disk{dir.path() / "e", 9 * kRec + 50, err};
+  disk.install(o);
+  auto s = Spool::open(o, "e");
+  for (int i = 0; i < 9; ++i) {  // segments [0 1] [2 3] [4 5] [6 7] [8]
+    REQUIRE(s->append(payload(i), static_cast<std::uint32_t>(i + 1)) == AppendStatus::kOk);
+  }
+  REQUIRE(files_with(s->directory(), ".seg").size() == 5);
+  REQUIRE(disk.failures == 0);
+  const auto oldest = files_with(s->directory(), ".seg").front();
+  // Record 9 fits in [8]'s segment by size, not on the disk: 50 bytes go, then `err`.
+  std::string error;
+  REQUIRE(s->append(payload(9), 10, &error) == AppendStatus::kOk);
+  INFO(error);
+  REQUIRE(disk.failures == 1);
+  REQUIRE_FALSE(fs::exists(oldest));
+  REQUIRE(get(s->stats().dropped_records) == 2);
+  REQUIRE(get(s->stats().dropped_spans) == 1 + 2);
+  REQUIRE(s->bytes() == 8 * kRec);
+  REQUIRE(segment_bytes_on_disk(s->directory()) == 8 * kRec);  // the 50 bytes were taken back
+  // Every record in flight: nothing may be dropped, so a full disk refuses.
+  std::vector<std::uint64_t> ids;
+  for (int i = 0; i < 8; ++i) {
+    ids.push_back(s->next()->id);
+  }
+  disk.size = disk.used() + 10;
+  REQUIRE(s->append(payload(10), 11, &error) == AppendStatus::kFull);
+  REQUIRE_THAT(error, Catch::Contains(std::strerror(err)));
+  REQUIRE(get(s->stats().dropped_records) == 2);
+  for (auto id : ids) {
+    REQUIRE(s->nack(id));
+  }
+  s.reset();
+  auto r = Spool::open(options_for(dir), "e");
+  REQUIRE(get(r->stats().torn_tails) == 0);
+  REQUIRE(get(r->stats().corrupt_records) == 0);
+  REQUIRE(drain(*r) == payloads(2, 10));
+}
+
+TEST_CASE("a full disk (ENOSPC, EDQUOT) with reject refuses and keeps every record",
+          "[spool][disk_full]") {
+  const int err = GENERATE(ENOSPC, EDQUOT);
+  TempDir dir;
+  auto o = options_for(dir);
+  o.max_bytes = 1ull << 30;
+  o.segment_bytes = 2 * kRec;
+  o.on_full = SpoolOnFull::kReject;
+  SmallDisk disk{dir.path() / "e", 9 * kRec + 50, err};
+  disk.install(o);
+  auto s = Spool::open(o, "e");
+  for (int i = 0; i < 9; ++i) {
+    REQUIRE(s->append(payload(i), 1) == AppendStatus::kOk);
+  }
+  std::string error;
+  REQUIRE(s->append(payload(9), 1, &error) == AppendStatus::kFull);
+  REQUIRE_THAT(error, Catch::Contains("spool full") && Catch::Contains(std::strerror(err)));
+  REQUIRE(disk.failures == 1);
+  REQUIRE(get(s->stats().dropped_records) == 0);
+  REQUIRE(s->bytes() == 9 * kRec);
+  REQUIRE(segment_bytes_on_disk(s->directory()) == 9 * kRec);  // no partial record left
+  // Space comes back when records are acknowledged: the next append goes in.
+  REQUIRE(s->ack(s->next()->id));
+  REQUIRE(s->ack(s->next()->id));  // the first segment is deleted
+  REQUIRE(s->append(payload(9), 1) == AppendStatus::kOk);
+  REQUIRE(drain(*s) == payloads(2, 10));
+}
+
+TEST_CASE("segments are sized to the free disk space when it is less than max_bytes",
+          "[spool][disk_full]") {
+  TempDir dir;
+  auto o = options_for(dir);
+  o.max_bytes = 1ull << 30;  // default segment_bytes (8 MiB) is max_bytes / 128
+  SmallDisk disk{dir.path() / "e", 40 * kRec, ENOSPC};
+  disk.install(o);
+  fs::create_directories(disk.dir);
+  {
+    auto s = Spool::open(o, "e");
+    // The LOCK file is empty: the whole disk is room.
+    REQUIRE(s->capacity() == 40 * kRec);
+    for (int i = 0; i < 12; ++i) {
+      REQUIRE(s->append(payload(i), 1) == AppendStatus::kOk);
+    }
+    // Segments of capacity / 4 = 10 records: drop_oldest has several to choose from.
+    const auto segs = files_with(s->directory(), ".seg");
+    REQUIRE(segs.size() == 2);
+    REQUIRE(fs::file_size(segs.front()) == 10 * kRec);
+  }
+  // At open, what the spool already holds counts as room too.
+  disk.size = 12 * kRec + 4 * kRec;
+  auto s = Spool::open(o, "e");
+  REQUIRE(s->capacity() == 16 * kRec);
+  // statvfs failing: max_bytes stands.
+  o.syscalls.statvfs = [](const char*, struct statvfs*) {
+    errno = EIO;
+    return -1;
+  };
+  s.reset();
+  REQUIRE(Spool::open(o, "e")->capacity() == o.max_bytes);
 }
 
 TEST_CASE("one thread appends while another consumes", "[spool]") {
