@@ -10,10 +10,13 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <stdexcept>
 #include <utility>
 
 #include "google/rpc/status.pb.h"
+#include "integration/harness.hpp"  // read_file
 
 // gRPC core's test hook (declared in its src/core/lib/surface/call_test_only.h, which is not
 // installed): the compression algorithm named by the call's grpc-encoding header. gRPC keeps
@@ -61,7 +64,7 @@ struct FakeGrpcUpstream::State {
         Finish(status);
         return;
       }
-      grpc::Slice body(ExportResponse().SerializeAsString());
+      grpc::Slice body(state_.ok_response());
       response_ = grpc::ByteBuffer(&body, 1);
       StartWriteAndFinish(&response_, grpc::WriteOptions(), status);
     }
@@ -118,18 +121,23 @@ struct FakeGrpcUpstream::State {
   mutable std::condition_variable changed;
   std::deque<grpc::Status> script;
   grpc::Status fallback = grpc::Status::OK;
+  std::size_t max_message_bytes = 0;  // 0: none
+  ExportResponse ok_answer;
   std::vector<RecordedCall> calls;
   std::size_t delivered = 0;
 
   Service service{*this};  // before server: it must outlive it
   std::unique_ptr<grpc::Server> server;
   int port = 0;
+  bool tls = false;
 
   // Records the call; returns the status planned for it.
   grpc::Status record(RecordedCall call) {
     const std::lock_guard lock(mutex);
     grpc::Status status = fallback;
-    if (!script.empty()) {
+    if (const auto over = too_large(call)) {
+      status = *over;
+    } else if (!script.empty()) {
       status = std::move(script.front());
       script.pop_front();
     }
@@ -142,9 +150,34 @@ struct FakeGrpcUpstream::State {
     return status;
   }
 
-  void start() {
+  // grpc-go's answers at its receive limit (checked on the wire size, then on the inflated one).
+  std::optional<grpc::Status> too_large(const RecordedCall& call) const {
+    if (max_message_bytes == 0) {
+      return std::nullopt;
+    }
+    const auto refuse = [&](std::string_view what, std::size_t size) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "grpc: received message " + std::string(what) + "larger than max (" +
+                              std::to_string(size) + " vs. " +
+                              std::to_string(max_message_bytes) + ")");
+    };
+    if (call.wire_message.size() > max_message_bytes) {
+      return refuse("", call.wire_message.size());
+    }
+    if (call.message.size() > max_message_bytes) {
+      return refuse("after decompression ", call.message.size());
+    }
+    return std::nullopt;
+  }
+
+  std::string ok_response() const {
+    const std::lock_guard lock(mutex);
+    return ok_answer.SerializeAsString();
+  }
+
+  void start(const std::shared_ptr<grpc::ServerCredentials>& credentials) {
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.AddListeningPort("127.0.0.1:0", credentials, &port);
     builder.RegisterCallbackGenericService(&service);
     builder.SetMaxReceiveMessageSize(-1);
     // Messages arrive as sent: describe() sees whether the client compressed them.
@@ -156,7 +189,16 @@ struct FakeGrpcUpstream::State {
   }
 };
 
-FakeGrpcUpstream::FakeGrpcUpstream() : state_(std::make_unique<State>()) { state_->start(); }
+FakeGrpcUpstream::FakeGrpcUpstream() : state_(std::make_unique<State>()) {
+  state_->start(grpc::InsecureServerCredentials());
+}
+
+FakeGrpcUpstream::FakeGrpcUpstream(const TlsFiles& tls) : state_(std::make_unique<State>()) {
+  grpc::SslServerCredentialsOptions options;
+  options.pem_key_cert_pairs.push_back({read_file(tls.key_file), read_file(tls.cert_file)});
+  state_->tls = true;
+  state_->start(grpc::SslServerCredentials(options));
+}
 
 FakeGrpcUpstream::~FakeGrpcUpstream() {
   // Calls still open are cancelled at once; Wait returns when every reactor is done.
@@ -167,7 +209,7 @@ FakeGrpcUpstream::~FakeGrpcUpstream() {
 std::uint16_t FakeGrpcUpstream::port() const { return static_cast<std::uint16_t>(state_->port); }
 
 std::string FakeGrpcUpstream::endpoint() const {
-  return "http://127.0.0.1:" + std::to_string(port());
+  return std::string(state_->tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(port());
 }
 
 void FakeGrpcUpstream::script(std::vector<grpc::Status> statuses) {
@@ -180,6 +222,21 @@ void FakeGrpcUpstream::script(std::vector<grpc::Status> statuses) {
 void FakeGrpcUpstream::set_default(grpc::Status status) {
   const std::lock_guard lock(state_->mutex);
   state_->fallback = std::move(status);
+}
+
+void FakeGrpcUpstream::set_max_message_bytes(std::size_t limit) {
+  const std::lock_guard lock(state_->mutex);
+  state_->max_message_bytes = limit;
+}
+
+void FakeGrpcUpstream::set_partial_success(std::int64_t rejected_spans,
+                                           std::string error_message) {
+  const std::lock_guard lock(state_->mutex);
+  state_->ok_answer.Clear();
+  if (rejected_spans != 0 || !error_message.empty()) {
+    state_->ok_answer.mutable_partial_success()->set_rejected_spans(rejected_spans);
+    state_->ok_answer.mutable_partial_success()->set_error_message(std::move(error_message));
+  }
 }
 
 grpc::Status FakeGrpcUpstream::throttled(std::chrono::milliseconds retry_delay) {

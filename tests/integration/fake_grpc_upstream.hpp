@@ -2,7 +2,9 @@
 // A real gRPC server on 127.0.0.1:<ephemeral> standing in for an OTLP/gRPC upstream (Tempo, a
 // collector). It serves every method through the generic callback API, records each call —
 // method, client metadata, the grpc-encoding, the message as it came over the wire and
-// decoded — and answers from a programmable script of grpc::Status values.
+// decoded — and answers from a programmable script of grpc::Status values. Like a real
+// upstream it may serve over TLS, refuse a message above a size limit, and accept a call while
+// rejecting some of its spans (partial_success).
 
 #include <grpcpp/support/status.h>
 
@@ -13,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "integration/fake_upstream.hpp"  // TlsFiles
 #include "integration/otlp_data.hpp"
 
 namespace it {
@@ -36,12 +39,14 @@ struct RecordedCall {
 class FakeGrpcUpstream {
  public:
   FakeGrpcUpstream();
+  // TLS (grpc::SslServerCredentials) with this certificate chain and key.
+  explicit FakeGrpcUpstream(const TlsFiles& tls);
   ~FakeGrpcUpstream();
   FakeGrpcUpstream(const FakeGrpcUpstream&) = delete;
   FakeGrpcUpstream& operator=(const FakeGrpcUpstream&) = delete;
 
   std::uint16_t port() const;
-  // The otlp_grpc exporter endpoint to configure: "http://127.0.0.1:PORT".
+  // The otlp_grpc exporter endpoint to configure: "http(s)://127.0.0.1:PORT".
   std::string endpoint() const;
 
   // Statuses are consumed one per call, in arrival order; then the default (OK) applies.
@@ -51,6 +56,16 @@ class FakeGrpcUpstream {
   // RESOURCE_EXHAUSTED whose details (grpc-status-details-bin) are a google.rpc.Status carrying
   // a google.rpc.RetryInfo with this retry_delay.
   static grpc::Status throttled(std::chrono::milliseconds retry_delay);
+
+  // Refuses, before any script, a message larger than this (compressed on the wire, or once
+  // inflated) as grpc-go does at its max receive message size (Tempo, the Collector):
+  // RESOURCE_EXHAUSTED "grpc: received message larger than max (N vs. LIMIT)", no RetryInfo.
+  // 0: no limit (the default).
+  void set_max_message_bytes(std::size_t limit);
+
+  // Calls answered OK carry an ExportTraceServiceResponse whose partial_success rejects this
+  // many spans with this message (0: an empty response, the default).
+  void set_partial_success(std::int64_t rejected_spans, std::string error_message);
 
   std::size_t request_count() const;
   std::vector<RecordedCall> requests() const;

@@ -379,9 +379,17 @@ void render_exporter(std::ostringstream& y, const std::string& name, const Expor
     << "      initial_interval: " << e.retry_initial_interval << "\n"
     << "      max_interval: " << e.retry_max_interval << "\n"
     << "      max_elapsed: " << e.retry_max_elapsed << "\n";
-  if (!e.tls_ca_file.empty()) {
-    y << "    tls:\n"
-      << "      ca_file: \"" << e.tls_ca_file << "\"\n";
+  if (!e.tls_ca_file.empty() || !e.tls_server_name.empty() || e.tls_insecure_skip_verify) {
+    y << "    tls:\n";
+    if (!e.tls_ca_file.empty()) {
+      y << "      ca_file: \"" << e.tls_ca_file << "\"\n";
+    }
+    if (!e.tls_server_name.empty()) {
+      y << "      server_name: \"" << e.tls_server_name << "\"\n";
+    }
+    if (e.tls_insecure_skip_verify) {
+      y << "      insecure_skip_verify: true\n";
+    }
   }
   if (!e.max_queue_bytes.empty()) {
     y << "    max_queue_bytes: " << e.max_queue_bytes << "\n";

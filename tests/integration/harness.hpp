@@ -106,6 +106,8 @@ struct ExporterConfig {
   std::string retry_max_interval = "1s";
   std::string retry_max_elapsed = "30s";
   std::string tls_ca_file;
+  std::string tls_server_name;  // "" for the endpoint's host
+  bool tls_insecure_skip_verify = false;
   std::string max_queue_bytes;  // "" for auto
 };
 
