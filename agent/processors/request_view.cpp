@@ -212,9 +212,9 @@ bool RequestView::attribute(std::string_view payload, FieldRange range, Owner ow
       return each_field(field.payload, [&](const Field& v) {
         switch (v.number) {
           case 1: a.type = ValueType::kString; a.string_value = v.payload; break;
-          case 2: a.type = ValueType::kBool; break;
-          case 3: a.type = ValueType::kInt; break;
-          case 4: a.type = ValueType::kDouble; break;
+          case 2: a.type = ValueType::kBool; a.number = v.value != 0 ? 1 : 0; break;
+          case 3: a.type = ValueType::kInt; a.number = v.value; break;
+          case 4: a.type = ValueType::kDouble; a.number = v.value; break;
           case 5: a.type = ValueType::kArray; break;
           case 6: a.type = ValueType::kKvList; break;
           case 7: a.type = ValueType::kBytes; a.string_value = v.payload; break;
@@ -244,6 +244,22 @@ std::string key_value_with(std::string_view key, std::string_view any_value_fiel
   kv.append(any_value_field);
   return kv;
 }
+
+namespace {
+// A KeyValue's content with its key field replaced by `key` (the value fields kept).
+std::string with_key(std::string_view key_value, std::string_view key) {
+  std::string kv;
+  otlp::put_len_field(kv, f::kKey, key);
+  Reader r(key_value);
+  Field field;
+  while (next_field(r, field) == ReadStatus::kOk) {
+    if (field.number != f::kKey) {
+      kv.append(raw(field));
+    }
+  }
+  return kv;
+}
+}  // namespace
 
 // ---- Edits ----
 
@@ -347,16 +363,52 @@ void Edits::replace_attribute(std::uint32_t attribute, std::string key, std::str
   touch(a.owner, a.owner_index);
 }
 
-void Edits::append_attribute(Owner owner, std::uint32_t index, std::string key,
-                             std::string key_value) {
+Edits::Appended* Edits::find_appended(Owner owner, std::uint32_t index, std::string_view key) {
   for (Appended& a : appended_) {
     if (!a.deleted && a.owner == owner && a.index == index && a.key == key) {
-      a.key_value = std::move(key_value);
-      return;
+      return &a;
     }
+  }
+  return nullptr;
+}
+
+void Edits::append_attribute(Owner owner, std::uint32_t index, std::string key,
+                             std::string key_value) {
+  if (Appended* a = find_appended(owner, index, key)) {
+    a->key_value = std::move(key_value);
+    return;
   }
   appended_.push_back({owner, index, std::move(key), std::move(key_value)});
   touch(owner, index);
+}
+
+bool Edits::rename_key(Owner owner, std::uint32_t index, std::string_view from,
+                       std::string_view to) {
+  const std::uint32_t found = find(owner, index, from);
+  if (found == kNone) {
+    return false;
+  }
+  if (from == to) {
+    return true;
+  }
+  std::string value;  // the KeyValue content now
+  if (found == kAppended) {
+    value = find_appended(owner, index, from)->key_value;
+  } else if (attribute_edits_[found].state == AttributeEdit::kReplace) {
+    value = attribute_edits_[found].key_value;
+  } else {
+    value = std::string(payload_of(view_->text(view_->attributes[found].field)));
+  }
+  delete_key(owner, index, to);
+  std::string renamed = with_key(value, to);
+  if (found == kAppended) {
+    Appended* a = find_appended(owner, index, from);
+    a->key = std::string(to);
+    a->key_value = std::move(renamed);
+  } else {
+    replace_attribute(found, std::string(to), std::move(renamed));
+  }
+  return true;
 }
 
 void Edits::write_appended(Owner owner, std::uint32_t index, std::uint32_t field_number,

@@ -31,6 +31,7 @@ struct AttributeRef {
   std::string_view key{};
   ValueType type = ValueType::kNone;
   std::string_view string_value{};  // kString and kBytes
+  std::uint64_t number = 0;  // kInt (two's complement), kDouble (IEEE bits), kBool (0 or 1)
   Owner owner = Owner::kSpan;
   std::uint32_t owner_index = 0;  // into resources, spans or events
 };
@@ -132,6 +133,9 @@ class Edits {
   // Adds an attribute at the end of the owner's list; replaces one appended before with the
   // same key.
   void append_attribute(Owner owner, std::uint32_t index, std::string key, std::string key_value);
+  // Gives the owner's attribute `from` the key `to` (any attribute `to` goes first); false when
+  // there is no `from`.
+  bool rename_key(Owner owner, std::uint32_t index, std::string_view from, std::string_view to);
 
   // Writes the edited request to `out` (replaced). Untouched resources, scopes and spans are
   // copied byte for byte.
@@ -157,6 +161,7 @@ class Edits {
   };
 
   void touch(Owner owner, std::uint32_t index);
+  Appended* find_appended(Owner owner, std::uint32_t index, std::string_view key);
   std::string_view effective_key(std::uint32_t attribute) const;
   void write_appended(Owner owner, std::uint32_t index, std::uint32_t field_number,
                       std::string& out) const;
