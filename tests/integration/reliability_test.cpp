@@ -226,36 +226,6 @@ TEST_CASE("a full spool applies on_full and counts it", "[integration][reliabili
   }
 }
 
-TEST_CASE("a full disk under the spool applies on_full like max_bytes",
-          "[integration][reliability]") {
-  // The spool directory is a 1 MiB tmpfs, mounted in a mount namespace of the agent's own
-  // (needs root or user namespaces; skipped, with a warning, where that is not allowed).
-  TempDir spool;
-  const std::string probe = "unshare -m /bin/sh -c 'mount -t tmpfs -o size=1m spanrelay-test " +
-                            spool.path() + "' >/dev/null 2>&1";
-  if (std::system(probe.c_str()) != 0) {
-    WARN("skipped: cannot mount a tmpfs in a private mount namespace here");
-    return;
-  }
-  const std::uint16_t port = stable_free_port();
-  AgentConfig config = spool_config(url_on(port), spool.path());
-  config.spool.push_back({"max_bytes", "64MiB"});  // the disk fills first
-  config.command_prefix = {"/usr/bin/unshare", "-m", "/bin/sh", "-c",
-                           "/bin/mount -t tmpfs -o size=1m spanrelay-test '" + spool.path() +
-                               "' && exec \"$0\" \"$@\""};
-
-  SECTION("reject: ENOSPC answers 429, counted") {
-    config.spool.push_back({"on_full", "reject"});
-    Agent agent(config);
-    check_reject(agent, port);
-  }
-  SECTION("drop_oldest: ENOSPC drops the oldest segment, counted exactly") {
-    config.spool.push_back({"on_full", "drop_oldest"});
-    Agent agent(config);
-    check_drop_oldest(agent, port);
-  }
-}
-
 TEST_CASE("a corrupt spool segment is skipped and counted, the rest delivered",
           "[integration][reliability]") {
   TempDir spool;
