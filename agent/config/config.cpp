@@ -3,11 +3,14 @@
 // Error messages start with "FILE:LINE:COLUMN: key.path: " and never contain a secret.
 #include "config/config.hpp"
 #include "config/quoted.hpp"
+#include "processors/processors.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <charconv>
 #include <cctype>
 #include <cerrno>
 #include <cstddef>
@@ -424,6 +427,91 @@ class Reader {
     }
   }
 
+  // A list of maps under `key` (the processors, a filter's rules): f(item, index) for each, in
+  // order. Returns whether the key is present; "key:" with no value is an empty list.
+  bool each_item(std::string_view key, const std::function<void(Reader&, std::size_t)>& f) {
+    Entry* entry = find(key);
+    if (entry == nullptr) {
+      return false;
+    }
+    const std::string path = path_of(key);
+    ctx_->marks[path] = entry->key_mark;
+    if (entry->value.IsNull()) {
+      return true;
+    }
+    if (!entry->value.IsSequence()) {
+      fail(*ctx_, mark_of(entry->value, entry->key_mark), path,
+           "expected a list, got " + std::string(kind_name(entry->value)));
+    }
+    std::size_t i = 0;
+    for (const YAML::Node& item : entry->value) {
+      Reader reader(*ctx_, item, path + "[" + std::to_string(i) + "]",
+                    mark_of(item, entry->key_mark));
+      f(reader, i++);
+    }
+    return true;
+  }
+
+  // One value or a list of values under `key` ("kind: server", "keys: [a, b]"), each with
+  // ${VAR} substituted. Returns whether the key is present.
+  bool get_strings(std::string_view key, std::vector<std::string>& out) {
+    Entry* entry = find(key);
+    if (entry == nullptr) {
+      return false;
+    }
+    out = strings_of(entry->value, path_of(key), entry->key_mark);
+    ctx_->marks[path_of(key)] = mark_of(entry->value, entry->key_mark);
+    return true;
+  }
+
+  // A map from names the user chooses to one value or a list ("attributes: {url.path: [/a]}").
+  bool get_string_lists(std::string_view key,
+                        std::vector<std::pair<std::string, std::vector<std::string>>>& out) {
+    auto map = child(key);
+    if (!map) {
+      return false;
+    }
+    out.clear();
+    map->each([&](const std::string& name, const YAML::Mark& name_mark, const YAML::Node& value,
+                  const std::string& path) {
+      out.emplace_back(name, strings_of(value, path, name_mark));
+    });
+    return true;
+  }
+
+  // A value typed as YAML writes it: quoted, a string; plain, an integer, a float, true/false,
+  // or else a string. ${VAR} is substituted first (a plain ${PORT} set to 8080 is an integer).
+  bool get_value(std::string_view key, processors::Value& out) {
+    Entry* entry = find(key);
+    if (entry == nullptr) {
+      return false;
+    }
+    const std::string path = path_of(key);
+    const std::string text = scalar_text(*ctx_, entry->value, path, entry->key_mark);
+    ctx_->marks[path] = mark_of(entry->value, entry->key_mark);
+    out = text;
+    if (entry->value.Tag() != "?") {  // quoted ("!"), or an explicit tag: a string
+      return true;
+    }
+    if (text == "true" || text == "false") {
+      out = text == "true";
+      return true;
+    }
+    std::int64_t i = 0;
+    const char* end = text.data() + text.size();
+    if (auto r = std::from_chars(text.data(), end, i); r.ec == std::errc{} && r.ptr == end &&
+                                                       !text.empty()) {
+      out = i;
+      return true;
+    }
+    double d = 0;
+    if (auto r = std::from_chars(text.data(), end, d); r.ec == std::errc{} && r.ptr == end &&
+                                                       !text.empty()) {
+      out = d;
+    }
+    return true;
+  }
+
   bool empty() const { return entries_.empty(); }
 
   void finish() {
@@ -501,6 +589,21 @@ class Reader {
         fail(*ctx_, value.IsNull() ? merge_mark : mark_of(value, merge_mark), path_of("<<"), what);
       }
     }
+  }
+
+  std::vector<std::string> strings_of(const YAML::Node& value, const std::string& path,
+                                      const YAML::Mark& key_mark) {
+    std::vector<std::string> out;
+    if (!value.IsSequence()) {
+      out.push_back(scalar_text(*ctx_, value, path, key_mark));
+      return out;
+    }
+    std::size_t i = 0;
+    for (const YAML::Node& item : value) {
+      out.push_back(scalar_text(*ctx_, item, path + "[" + std::to_string(i++) + "]",
+                                mark_of(value, key_mark)));
+    }
+    return out;
   }
 
   // Registers `key` as known (for the finish() message) and marks its entry used.
@@ -801,6 +904,162 @@ bool same_address(const ListenEndpoint& a, const ListenEndpoint& b) {
   return a.port != 0 && a.port == b.port && a.host == b.host;
 }
 
+// ---- processors ----
+
+void read_attribute_action(Reader& r, processors::AttributeAction& a) {
+  using Kind = processors::AttributeAction::Kind;
+  r.require("key", "the attribute's name");
+  r.require("action", "insert, update, upsert, delete or rename");
+  r.get_enum("scope", a.scope,
+             {{"resource", processors::Scope::kResource},
+              {"span", processors::Scope::kSpan},
+              {"event", processors::Scope::kEvent}});
+  r.get_string("key", a.key, false);
+  r.get_enum("action", a.action,
+             {{"insert", Kind::kInsert},
+              {"update", Kind::kUpdate},
+              {"upsert", Kind::kUpsert},
+              {"delete", Kind::kDelete},
+              {"rename", Kind::kRename}});
+  const bool writes = a.action == Kind::kInsert || a.action == Kind::kUpdate ||
+                      a.action == Kind::kUpsert;
+  if (writes) {
+    r.require("value", "what " + std::string(r.raw_text("action")) + " writes");
+    r.get_value("value", a.value);
+  } else {
+    r.reject({"value"}, "only insert, update and upsert write a value");
+  }
+  if (a.action == Kind::kRename) {
+    r.require("to", "the new name");
+    r.get_string("to", a.to, false);
+  } else {
+    r.reject({"to"}, "only rename takes a new name (to)");
+  }
+  r.finish();
+}
+
+void read_span_rule(Context& ctx, Reader& r, processors::SpanRule& rule) {
+  r.get_string("reason", rule.name, false);
+  r.get_strings("name", rule.span_names);
+  std::vector<std::string> names;
+  if (r.get_strings("kind", names)) {
+    static constexpr std::array<std::string_view, 6> kinds = {
+        "unspecified", "internal", "server", "client", "producer", "consumer"};
+    for (const std::string& n : names) {
+      const auto it = std::find(kinds.begin(), kinds.end(), lower(n));
+      if (it == kinds.end()) {
+        r.fail_at("kind", quoted(n) + " is not one of: internal, server, client, producer, "
+                                      "consumer, unspecified");
+      }
+      rule.kinds.push_back(static_cast<std::uint32_t>(it - kinds.begin()));
+    }
+  }
+  if (r.get_strings("status", names)) {
+    static constexpr std::array<std::string_view, 3> codes = {"unset", "ok", "error"};
+    for (const std::string& n : names) {
+      const auto it = std::find(codes.begin(), codes.end(), lower(n));
+      if (it == codes.end()) {
+        r.fail_at("status", quoted(n) + " is not one of: unset, ok, error");
+      }
+      rule.statuses.push_back(static_cast<std::uint32_t>(it - codes.begin()));
+    }
+  }
+  r.get_string_lists("attributes", rule.attributes);
+  r.get_string_lists("resource", rule.resource);
+  r.finish();
+  if (rule.span_names.empty() && rule.kinds.empty() && rule.statuses.empty() &&
+      rule.attributes.empty() && rule.resource.empty()) {
+    fail(ctx, r.anchor(), r.path(),
+         "a rule needs at least one condition (name, kind, status, attributes, resource): an "
+         "empty rule would drop every span");
+  }
+}
+
+void read_processors(Context& ctx, Reader& root, std::vector<processors::ProcessorOptions>& out) {
+  using Type = processors::ProcessorOptions::Type;
+  root.each_item("processors", [&](Reader& r, std::size_t index) {
+    processors::ProcessorOptions o;
+    r.require("type", "attributes, redact, filter or probabilistic_sampler");
+    r.get_enum("type", o.type,
+               {{"attributes", Type::kAttributes},
+                {"redact", Type::kRedact},
+                {"filter", Type::kFilter},
+                {"probabilistic_sampler", Type::kSampler}});
+    const std::string type = r.raw_text("type");
+    std::string name = type;
+    for (const auto& other : out) {
+      if (other.name == name || other.name.starts_with(type + "/")) {
+        name = type + "/" + std::to_string(index);
+      }
+    }
+    r.get_string("name", name, false);
+    o.name = name;
+    switch (o.type) {
+      case Type::kAttributes:
+        r.require("actions", "a list of {scope, key, action, value}");
+        r.each_item("actions", [&](Reader& a, std::size_t) {
+          o.attributes.actions.emplace_back();
+          read_attribute_action(a, o.attributes.actions.back());
+        });
+        break;
+      case Type::kRedact:
+        r.get_strings("keys", o.redact.keys);
+        r.get_enum("mode", o.redact.mode,
+                   {{"sql_literals", processors::RedactOptions::Mode::kSqlLiterals},
+                    {"hash", processors::RedactOptions::Mode::kHash},
+                    {"truncate", processors::RedactOptions::Mode::kTruncate}});
+        if (o.redact.mode == processors::RedactOptions::Mode::kTruncate) {
+          r.require("max_bytes", "how many bytes of each value to keep");
+          r.get_count("max_bytes", o.redact.max_bytes, 0, std::size_t(1) << 30);
+        } else {
+          r.reject({"max_bytes"}, "only mode: truncate takes max_bytes");
+        }
+        r.get_strings("delete_keys_matching", o.redact.delete_keys_matching);
+        r.get_strings("delete_values_matching", o.redact.delete_values_matching);
+        break;
+      case Type::kFilter:
+        r.require("drop_spans", "a list of rules");
+        r.each_item("drop_spans", [&](Reader& rule, std::size_t) {
+          o.filter.drop_spans.emplace_back();
+          read_span_rule(ctx, rule, o.filter.drop_spans.back());
+        });
+        break;
+      case Type::kSampler: {
+        r.require("percentage", "the share of traces to keep, 0 to 100");
+        r.get("percentage", o.sampler.percentage, [](const std::string& text) {
+          float p = 0;
+          const char* end = text.data() + text.size();
+          const auto res = std::from_chars(text.data(), end, p);
+          if (res.ec != std::errc{} || res.ptr != end || !(p >= 0 && p <= 100)) {
+            throw std::invalid_argument(quoted(text) + " is not a number from 0 to 100");
+          }
+          return p;
+        });
+        std::size_t precision = static_cast<std::size_t>(o.sampler.precision);
+        if (r.get_count("precision", precision, 1, 14)) {
+          o.sampler.precision = static_cast<int>(precision);
+        }
+        r.get_enum("mode", o.sampler.mode,
+                   {{"proportional", processors::SamplerMode::proportional},
+                    {"equalizing", processors::SamplerMode::equalizing}});
+        bool fail_closed = true;
+        if (r.get_bool("fail_closed", fail_closed)) {
+          o.sampler.on_error = fail_closed ? processors::ErrorPolicy::fail_closed
+                                           : processors::ErrorPolicy::fail_open;
+        }
+        break;
+      }
+    }
+    r.finish();
+    try {
+      processors::make_processor(o);  // what only building it can check (regular expressions)
+    } catch (const std::invalid_argument& e) {
+      fail(ctx, r.anchor(), r.path(), e.what());
+    }
+    out.push_back(std::move(o));
+  });
+}
+
 Config read_config(Context& ctx, const YAML::Node& root) {
   if (root.IsNull()) {
     fail(ctx, YAML::Mark::null_mark(), "",
@@ -887,6 +1146,8 @@ Config read_config(Context& ctx, const YAML::Node& root) {
   if (auto spool = r.child("spool")) {
     read_spool(*spool, config.spool);
   }
+
+  read_processors(ctx, r, config.processors);
 
   r.get_duration("shutdown_timeout", config.shutdown_timeout);
   r.finish();
@@ -1041,6 +1302,42 @@ std::string describe(const Config& config) {
     line(0, "spool", "disabled (memory only)");
   }
 
+  if (config.processors.empty()) {
+    line(0, "processors", "none");
+  } else {
+    line(0, "processors", "");
+    for (const auto& p : config.processors) {
+      using Type = processors::ProcessorOptions::Type;
+      std::string what;
+      switch (p.type) {
+        case Type::kAttributes:
+          what = std::to_string(p.attributes.actions.size()) + " action(s)";
+          break;
+        case Type::kRedact:
+          what = std::string(p.redact.mode == processors::RedactOptions::Mode::kHash ? "hash"
+                             : p.redact.mode == processors::RedactOptions::Mode::kTruncate
+                                 ? "truncate to " + std::to_string(p.redact.max_bytes) + " bytes"
+                                 : "sql_literals") +
+                 " on " + std::to_string(p.redact.keys.size()) + " key(s), " +
+                 std::to_string(p.redact.delete_keys_matching.size() +
+                                p.redact.delete_values_matching.size()) +
+                 " deletion pattern(s)";
+          break;
+        case Type::kFilter:
+          what = std::to_string(p.filter.drop_spans.size()) + " drop rule(s)";
+          break;
+        case Type::kSampler: {
+          char pct[32];
+          std::snprintf(pct, sizeof pct, "%g", static_cast<double>(p.sampler.percentage));
+          what = std::string(pct) + "% of traces, " +
+                 (p.sampler.mode == processors::SamplerMode::equalizing ? "equalizing"
+                                                                        : "proportional");
+          break;
+        }
+      }
+      line(1, "- " + p.name, what);
+    }
+  }
   line(0, "log", "");
   line(1, "level", config.log.level);
   line(1, "format", config.log.json ? "json" : "text");

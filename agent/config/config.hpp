@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "processors/options.hpp"
+
 namespace spanrelay::config {
 
 using Duration = std::chrono::milliseconds;
@@ -200,6 +202,8 @@ struct Config {
   Log log;
   Admin admin;
   Spool spool;
+  // Applied in order to every accepted request before it is buffered or spooled.
+  std::vector<processors::ProcessorOptions> processors;
   Duration shutdown_timeout = 10s;
   // Loaded with LoadOptions::check_secrets = false and at least one secret was not present:
   // fit for describe(), never for running.

@@ -575,7 +575,7 @@ TEST_CASE("load_file uses the path as given in messages") {
 TEST_CASE("unknown keys are rejected with the known ones listed") {
   CHECK(error_of("batchh: {}\n" + kFileExporter) ==
         "t.yaml:1:1: batchh: unknown key (known: receivers, buffer, batch, exporters, log, "
-        "admin, spool, shutdown_timeout)");
+        "admin, spool, processors, shutdown_timeout)");
   CHECK(error_of(otlp_exporter("    retry:\n      max_elapsd: 5m\n")) ==
         "t.yaml:6:7: exporters.up.retry.max_elapsd: unknown key (known: initial_interval, "
         "max_interval, max_elapsed, enabled)");
@@ -1468,4 +1468,108 @@ TEST_CASE("YAML merge keys (<<) merge, explicit keys win, in nested positions an
             prev + ", " + prev + ", " + prev + "]}\n";
   }
   CHECK_THAT(error_of(bomb), Contains("YAML merge keys (<<) bring in too many keys"));
+}
+
+// ---- processors ----
+
+TEST_CASE("processors: the issue's example loads with every key as written") {
+  setenv("SPANRELAY_TEST_DEPLOY_ENV", "staging", 1);
+  const Config c = load_string(R"(
+processors:
+  - type: attributes
+    actions:
+      - {scope: resource, key: deployment.environment.name, action: upsert, value: "${SPANRELAY_TEST_DEPLOY_ENV:-prod}"}
+      - {scope: span, key: http.request.header.cookie, action: delete}
+      - {scope: event, key: old, action: rename, to: new}
+      - {key: retries, action: insert, value: 3}
+      - {key: ratio, action: insert, value: 0.5}
+      - {key: sampled, action: insert, value: true}
+      - {key: quoted, action: insert, value: "42"}
+  - type: redact
+    keys: [db.statement, db.query.text]
+    mode: sql_literals
+  - type: redact
+    keys: url.query
+    mode: truncate
+    max_bytes: 64
+    delete_values_matching: ['\d{16}']
+  - type: filter
+    drop_spans:
+      - {kind: server, attributes: {url.path: [/healthz, /readyz, /metrics]}}
+      - {reason: errors_only, status: [error, unset], name: GET /ping, resource: {service.name: probe}}
+  - type: probabilistic_sampler
+    percentage: 20
+)" + kFileExporter, "t.yaml");
+  using spanrelay::processors::AttributeAction;
+  namespace processors = spanrelay::processors;
+  using spanrelay::processors::ProcessorOptions;
+  REQUIRE(c.processors.size() == 5);
+  const auto& attrs = c.processors[0];
+  CHECK(attrs.type == ProcessorOptions::Type::kAttributes);
+  CHECK(attrs.name == "attributes");
+  REQUIRE(attrs.attributes.actions.size() == 7);
+  const auto& upsert = attrs.attributes.actions[0];
+  CHECK(upsert.scope == processors::Scope::kResource);
+  CHECK(upsert.action == AttributeAction::Kind::kUpsert);
+  CHECK(std::get<std::string>(upsert.value) == "staging");
+  CHECK(attrs.attributes.actions[1].action == AttributeAction::Kind::kDelete);
+  CHECK(attrs.attributes.actions[2].to == "new");
+  CHECK(attrs.attributes.actions[2].scope == processors::Scope::kEvent);
+  CHECK(attrs.attributes.actions[3].scope == processors::Scope::kSpan);  // the default
+  CHECK(std::get<std::int64_t>(attrs.attributes.actions[3].value) == 3);
+  CHECK(std::get<double>(attrs.attributes.actions[4].value) == 0.5);
+  CHECK(std::get<bool>(attrs.attributes.actions[5].value) == true);
+  CHECK(std::get<std::string>(attrs.attributes.actions[6].value) == "42");
+  CHECK(c.processors[1].name == "redact");
+  CHECK(c.processors[1].redact.keys == std::vector<std::string>{"db.statement", "db.query.text"});
+  CHECK(c.processors[2].name == "redact/2");  // a second of the same type
+  CHECK(c.processors[2].redact.keys == std::vector<std::string>{"url.query"});
+  CHECK(c.processors[2].redact.max_bytes == 64);
+  CHECK(c.processors[2].redact.delete_values_matching == std::vector<std::string>{"\\d{16}"});
+  const auto& rules = c.processors[3].filter.drop_spans;
+  REQUIRE(rules.size() == 2);
+  CHECK(rules[0].kinds == std::vector<std::uint32_t>{2});
+  REQUIRE(rules[0].attributes.size() == 1);
+  CHECK(rules[0].attributes[0].second ==
+        std::vector<std::string>{"/healthz", "/readyz", "/metrics"});
+  CHECK(rules[1].name == "errors_only");
+  CHECK(rules[1].statuses == std::vector<std::uint32_t>{2, 0});
+  CHECK(rules[1].span_names == std::vector<std::string>{"GET /ping"});
+  CHECK(c.processors[4].sampler.percentage == 20.0f);
+  const std::string described = describe(c);
+  CHECK(described.find("processors:") != std::string::npos);
+  CHECK(described.find("- probabilistic_sampler: 20% of traces, proportional") != std::string::npos);
+  unsetenv("SPANRELAY_TEST_DEPLOY_ENV");
+}
+
+TEST_CASE("processors: mistakes are errors with the file, line and key") {
+  const auto error = [](const std::string& processors) {
+    return error_of("processors:\n" + processors + kFileExporter);
+  };
+  CHECK(error("  - type: bogus\n") ==
+        "t.yaml:2:11: processors[0].type: \"bogus\" is not one of: attributes, redact, filter, "
+        "probabilistic_sampler");
+  CHECK(error("  - {type: attributes, actions: [{key: k, action: upsert}]}\n").find(
+            "processors[0].actions[0].value: is required") != std::string::npos);
+  CHECK(error("  - {type: attributes, actions: [{key: k, action: delete, value: 1}]}\n").find(
+            "processors[0].actions[0].value: only insert, update and upsert write a value") !=
+        std::string::npos);
+  CHECK(error("  - {type: attributes, actions: [{key: k, action: rename}]}\n").find(
+            "actions[0].to: is required") != std::string::npos);
+  CHECK(error("  - {type: redact, delete_keys_matching: ['(unclosed']}\n").find(
+            "processors[0]: delete_keys_matching: invalid regular expression") != std::string::npos);
+  CHECK(error("  - {type: redact, mode: truncate}\n").find("processors[0].max_bytes: is required") !=
+        std::string::npos);
+  CHECK(error("  - {type: filter, drop_spans: [{kind: sever}]}\n").find(
+            "drop_spans[0].kind: \"sever\" is not one of") != std::string::npos);
+  CHECK(error("  - {type: filter, drop_spans: [{reason: x}]}\n").find(
+            "drop_spans[0]: a rule needs at least one condition") != std::string::npos);
+  CHECK(error("  - {type: probabilistic_sampler, percentage: 120}\n").find(
+            "processors[0].percentage: \"120\" is not a number from 0 to 100") != std::string::npos);
+  CHECK(error("  - {type: probabilistic_sampler}\n").find("percentage: is required") !=
+        std::string::npos);
+  CHECK(error("  - {type: filter, drop_spans: [{kind: server}], extra: 1}\n").find(
+            "processors[0].extra: unknown key") != std::string::npos);
+  CHECK(error_of("processors: {type: redact}\n" + kFileExporter).find(
+            "processors: expected a list") != std::string::npos);
 }
