@@ -10,6 +10,11 @@ namespace spanrelay::otlp::wire {
 
 enum WireType : std::uint8_t { kVarint = 0, kFixed64 = 1, kLen = 2, kFixed32 = 5 };
 
+// libprotobuf (3.21) reads a tag or a length in at most 5 bytes and refuses a longer encoding,
+// even of a small value (the protobuf encoding allows 10); the scanner must refuse what it
+// refuses, since whatever the scanner accepts must parse there.
+inline constexpr int kMaxTagBytes = 5;
+
 // A cursor over one message's bytes.
 struct Reader {
   const std::uint8_t* p;
@@ -19,9 +24,10 @@ struct Reader {
       : p(reinterpret_cast<const std::uint8_t*>(s.data())), end(p + s.size()) {}
   bool done() const noexcept { return p >= end; }
 
-  bool varint(std::uint64_t& v) noexcept {
+  // A varint of at most max_bytes bytes: 10 for a value; kMaxTagBytes for a tag or a length.
+  bool varint(std::uint64_t& v, int max_bytes = 10) noexcept {
     v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
+    for (int shift = 0; shift < 7 * max_bytes; shift += 7) {
       if (p >= end) {
         return false;
       }
@@ -56,7 +62,7 @@ struct Reader {
   }
   bool bytes(std::string_view& out) noexcept {
     std::uint64_t len = 0;
-    if (!varint(len) || len > static_cast<std::uint64_t>(end - p)) {
+    if (!varint(len, kMaxTagBytes) || len > static_cast<std::uint64_t>(end - p)) {
       return false;
     }
     out = std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(len));
@@ -83,7 +89,7 @@ inline ReadStatus next_field(Reader& r, Field& f) noexcept {
   }
   f.begin = r.p;
   std::uint64_t tag = 0;
-  if (!r.varint(tag) || tag > 0xffffffffu) {
+  if (!r.varint(tag, kMaxTagBytes) || tag > 0xffffffffu) {
     return ReadStatus::kMalformed;
   }
   f.number = static_cast<std::uint32_t>(tag >> 3);

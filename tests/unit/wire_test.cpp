@@ -175,6 +175,34 @@ TEST_CASE("whatever the scanner accepts, libprotobuf parses", "[wire][fuzz]") {
   }
 }
 
+// Found by fuzzing (tests/fuzz): libprotobuf reads a tag or a length in at most 5 bytes and
+// refuses longer encodings of small values, which the scanner used to accept (a 7-byte unknown
+// field behind a 6-byte tag answered OK over gRPC, then failed to parse in the file exporter).
+TEST_CASE("tags and lengths longer than 5 bytes are refused, as libprotobuf does", "[wire]") {
+  const auto libprotobuf_parses = [](const std::string& bytes) {
+    ExportTraceServiceRequest parsed;
+    return parsed.ParseFromString(bytes);
+  };
+  // Unknown field 11, LEN, empty: its tag (0x5a) padded with continuation bytes.
+  const std::string tag5("\xda\x80\x80\x80\x00\x00", 6);      // 5-byte tag, length 0
+  const std::string tag6("\xda\x80\x80\x80\x80\x00\x00", 7);  // 6-byte tag
+  CHECK(scan_request(tag5).ok);
+  CHECK(libprotobuf_parses(tag5));
+  CHECK_FALSE(scan_request(tag6).ok);
+  CHECK_FALSE(libprotobuf_parses(tag6));
+  // The same field with its length (0) padded.
+  const std::string len5("\x5a\x80\x80\x80\x80\x00", 6);
+  const std::string len6("\x5a\x80\x80\x80\x80\x80\x00", 7);
+  CHECK(scan_request(len5).ok);
+  CHECK(libprotobuf_parses(len5));
+  CHECK_FALSE(scan_request(len6).ok);
+  CHECK_FALSE(libprotobuf_parses(len6));
+  // A value may still take 10 bytes (a 10-byte varint of field 12).
+  const std::string value10("\x60\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11);
+  CHECK(scan_request(value10).ok);
+  CHECK(libprotobuf_parses(value10));
+}
+
 TEST_CASE("unknown fields are skipped and kept", "[wire]") {
   auto req = make_request(1, 1, 2);
   std::string span_bytes = req.resource_spans(0).scope_spans(0).spans(0).SerializeAsString();
