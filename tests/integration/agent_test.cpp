@@ -255,6 +255,94 @@ TEST_CASE("upstream 400 drops the batch at once and counts it", "[integration][r
   check_no_secret(agent.log());
 }
 
+// ---- an upstream as strict as the real ones: size limits, partial success, idle closes ----
+
+TEST_CASE("a batch the upstream refuses as too large is split and each span delivered once",
+          "[integration][retry][split]") {
+  FakeUpstream upstream;
+  AgentConfig config = upstream_config(upstream);
+  ExporterConfig& up = config.exporters["up"];
+  up.compression = "none";  // the limit applies to what is on the wire: keep it predictable
+  // Only a split can deliver within the test: a retry waits out a backoff of minutes.
+  up.retry_initial_interval = "10m";
+  up.retry_max_interval = "10m";
+  up.retry_max_elapsed = "1h";
+  up.timeout = "20s";
+  constexpr std::size_t limit = 200 * 1024;
+  SECTION("413 after reading the body") { upstream.set_size_limit(limit, SizeRefusal::k413); }
+  SECTION("Grafana Cloud's 429 \"larger than max\"") {
+    upstream.set_size_limit(limit, SizeRefusal::kGrafana429);
+  }
+  SECTION("413 from the headers, then a close with the body unread") {
+    upstream.set_size_limit(limit, SizeRefusal::kEarly413);
+  }
+  Agent agent(config);
+
+  RequestShape big;
+  big.attribute_padding = 4000;
+  const ExportRequest request = make_request(256, big);  // ~1 MiB: five times the limit
+  REQUIRE(request.ByteSizeLong() > 4 * limit);
+  require_accepted(post_spans(agent.port(), request));
+  require_delivered_once(upstream, flatten(request), 30s);  // by span id: each exactly once
+
+  CHECK(upstream.refused_for_size() >= 1);
+  CHECK(agent.wait_metric_at_least(exporter_series("spanrelay_exporter_split_batches_total"),
+                                   1));
+  CHECK(agent.metric(exporter_series("spanrelay_exporter_failed_spans_total")) == 0);
+  CHECK(agent.metric(exporter_series("spanrelay_exporter_sent_spans_total")) == 256);
+  for (const auto& r : upstream.requests()) {
+    if (r.response_status == 200) {
+      CHECK(r.raw_body.size() <= limit);
+    } else {
+      CHECK(r.refused_for_size);
+    }
+  }
+}
+
+TEST_CASE("an upstream partial_success is counted and logged and not retried",
+          "[integration][retry]") {
+  FakeUpstream upstream;
+  upstream.script({UpstreamResponse::partial_success(3, "3 spans had no name")});
+  Agent agent(upstream_config(upstream));
+
+  const auto sent = post_and_expect_ok(agent.port(), 10);
+  require_delivered_once(upstream, sent);
+  const auto rejected = exporter_series("spanrelay_exporter_rejected_spans_total");
+  REQUIRE(agent.wait_metric_at_least(rejected, 3));
+  CHECK(agent.metric(rejected) == 3);
+  CHECK(agent.metric(exporter_series("spanrelay_exporter_sent_spans_total")) == 10);
+  CHECK(agent.metric(exporter_series("spanrelay_exporter_failed_spans_total")) == 0);
+  CHECK(agent.metric(exporter_series("spanrelay_exporter_retries_total")) == 0);
+  CHECK(wait_until([&] {
+    return agent.log().find("upstream accepted the batch but rejected 3 span(s): 3 spans had "
+                            "no name") != std::string::npos;
+  }, 5s));
+  CHECK(upstream.request_count() == 1);
+}
+
+TEST_CASE("an idle kept-alive connection closed by the upstream costs one immediate retry",
+          "[integration][retry]") {
+  FakeUpstream upstream;
+  upstream.set_idle_close(200ms);
+  AgentConfig config = upstream_config(upstream);
+  // A retry after a backoff would come minutes later: only the immediate one can deliver.
+  config.exporters["up"].retry_initial_interval = "10m";
+  config.exporters["up"].retry_max_interval = "10m";
+  config.exporters["up"].retry_max_elapsed = "1h";
+  Agent agent(config);
+
+  std::vector<FlatSpan> sent = post_and_expect_ok(agent.port(), 4);
+  require_delivered_once(upstream, sent);
+  // The worker that delivered goes back to the front of the idle list: the next batch takes
+  // the same, kept-alive connection, which the upstream closes meanwhile.
+  REQUIRE(upstream.wait_for_idle_closes(1, 10s));
+  append(sent, post_and_expect_ok(agent.port(), 5));
+  require_delivered_once(upstream, sent, 20s);
+  CHECK(upstream.request_count() == 2);  // the write into the closed connection reached nobody
+  CHECK(agent.metric(exporter_series("spanrelay_exporter_retries_total")) == 1);
+  CHECK(agent.metric(exporter_series("spanrelay_exporter_failed_spans_total")) == 0);
+}
+
 TEST_CASE("a full buffer answers 429 with Retry-After and loses no accepted span",
           "[integration][backpressure]") {
   FakeUpstream upstream;

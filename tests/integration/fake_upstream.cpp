@@ -44,6 +44,16 @@ UpstreamResponse UpstreamResponse::with_status(unsigned status) {
   return response;
 }
 
+UpstreamResponse UpstreamResponse::partial_success(std::int64_t rejected_spans,
+                                                   std::string message) {
+  ExportResponse body;
+  body.mutable_partial_success()->set_rejected_spans(rejected_spans);
+  body.mutable_partial_success()->set_error_message(std::move(message));
+  UpstreamResponse response;
+  response.body = body.SerializeAsString();
+  return response;
+}
+
 std::string RecordedRequest::header(const std::string& lower_case_name) const {
   const auto it = headers.find(lower_case_name);
   return it == headers.end() ? std::string() : it->second;
@@ -64,10 +74,39 @@ struct FakeUpstream::State {
   std::size_t held = 0;
   std::vector<RecordedRequest> requests;
   std::size_t delivered = 0;
+  std::size_t size_limit = 0;
+  SizeRefusal size_refusal = SizeRefusal::k413;
+  std::size_t refused_size = 0;
+  std::chrono::milliseconds idle_close{0};
+  std::size_t idle_closed = 0;
+
+  // The answer of an upstream whose limit a body of `bytes` exceeds.
+  static UpstreamResponse too_large(SizeRefusal how, std::uint64_t bytes, std::size_t limit) {
+    const std::string what = "request body of " + std::to_string(bytes) + " bytes is larger "
+                             "than max " + std::to_string(limit);
+    if (how == SizeRefusal::kGrafana429) {
+      UpstreamResponse r;
+      r.status = 429;
+      r.content_type = "text/plain; charset=utf-8";
+      r.body = what + "\n";
+      return r;
+    }
+    UpstreamResponse r = UpstreamResponse::with_status(413);
+    google::rpc::Status status;
+    status.set_code(8);  // RESOURCE_EXHAUSTED
+    status.set_message(what);
+    r.body = status.SerializeAsString();
+    return r;
+  }
 
   // Records the request; returns its index and the response planned for it.
-  std::pair<std::size_t, UpstreamResponse> record(const http::request<http::string_body>& req) {
+  // `forced`: the answer the size limit gives, which leaves the script alone.
+  std::pair<std::size_t, UpstreamResponse> record(const http::request<http::string_body>& req,
+                                                  std::optional<UpstreamResponse> forced = {},
+                                                  std::uint64_t content_length = 0) {
     RecordedRequest rec;
+    rec.content_length = content_length;
+    rec.refused_for_size = forced.has_value();
     rec.received_at = std::chrono::steady_clock::now();
     rec.method = std::string(req.method_string());
     rec.target = std::string(req.target());
@@ -87,7 +126,10 @@ struct FakeUpstream::State {
 
     const std::lock_guard lock(mutex);
     UpstreamResponse response = fallback;
-    if (!script.empty()) {
+    if (forced) {
+      response = std::move(*forced);
+      ++refused_size;
+    } else if (!script.empty()) {
       response = std::move(script.front());
       script.pop_front();
     }
@@ -129,18 +171,87 @@ struct FakeUpstream::State {
   }
 
   template <class Stream>
+  static void close_transport(Stream& stream) {
+    boost::system::error_code ignored;
+    beast::get_lowest_layer(stream).close(ignored);
+  }
+
+  template <class Stream>
   asio::awaitable<void> serve(Stream& stream) {
     beast::flat_buffer buffer;
-    for (;;) {
+    for (bool first = true;; first = false) {
       http::request_parser<http::string_body> parser;
       parser.body_limit(512u << 20);
       parser.header_limit(64u << 10);
+      std::chrono::milliseconds idle;
+      {
+        const std::lock_guard lock(mutex);
+        idle = idle_close;
+      }
+      // An idle kept-alive connection is closed after `idle`: a timer closes the socket unless
+      // the next request's headers arrived first.
+      struct IdleWatch {
+        bool over = false;    // the headers arrived (or failed): the watch no longer applies
+        bool closed = false;  // the watch closed the connection
+      };
+      auto watch = std::make_shared<IdleWatch>();
+      std::optional<asio::steady_timer> idle_timer;
+      if (!first && idle.count() > 0 && buffer.size() == 0) {
+        idle_timer.emplace(ioc, idle);
+        idle_timer->async_wait([this, &stream, watch](boost::system::error_code ec) {
+          if (ec || watch->over) {
+            return;
+          }
+          watch->closed = true;
+          close_transport(stream);
+          const std::lock_guard lock(mutex);
+          ++idle_closed;
+          changed.notify_all();
+        });
+      }
+      auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, nothrow_awaitable);
+      watch->over = true;
+      if (idle_timer) {
+        idle_timer->cancel();
+      }
+      if (hec || watch->closed) {
+        co_return;
+      }
+      std::size_t limit;
+      SizeRefusal how;
+      {
+        const std::lock_guard lock(mutex);
+        limit = size_limit;
+        how = size_refusal;
+      }
+      const std::uint64_t announced = parser.content_length().value_or(0);
+      if (limit > 0 && how == SizeRefusal::kEarly413 && announced > limit) {
+        // Refused from the headers: answer, then close with the body unread.
+        http::request<http::string_body> head = parser.release();
+        auto [index, planned] = record(head, too_large(how, announced, limit), announced);
+        http::response<http::string_body> res{static_cast<http::status>(planned.status),
+                                              head.version()};
+        res.set(http::field::content_type, planned.content_type);
+        res.body() = planned.body;
+        res.keep_alive(false);
+        res.prepare_payload();
+        auto [wec, written] = co_await http::async_write(stream, res, nothrow_awaitable);
+        if (!wec) {
+          answered(index, planned.status);
+        }
+        close_transport(stream);
+        co_return;
+      }
       auto [ec, n] = co_await http::async_read(stream, buffer, parser, nothrow_awaitable);
       if (ec) {
         co_return;
       }
       http::request<http::string_body> req = parser.release();
-      auto [index, planned] = record(req);
+      std::optional<UpstreamResponse> forced;
+      if (limit > 0 && req.body().size() > limit) {
+        forced = too_large(how, req.body().size(), limit);
+      }
+      auto [index, planned] = record(req, std::move(forced), announced);
       co_await wait_while_held();
 
       http::response<http::string_body> res{static_cast<http::status>(planned.status),
@@ -257,6 +368,32 @@ void FakeUpstream::release() {
     state_->holding = false;
   }
   asio::post(state_->ioc, [s = state_.get()] { s->release_timer.cancel(); });
+}
+
+void FakeUpstream::set_size_limit(std::size_t max_body_bytes, SizeRefusal how) {
+  const std::lock_guard lock(state_->mutex);
+  state_->size_limit = max_body_bytes;
+  state_->size_refusal = how;
+}
+
+std::size_t FakeUpstream::refused_for_size() const {
+  const std::lock_guard lock(state_->mutex);
+  return state_->refused_size;
+}
+
+void FakeUpstream::set_idle_close(std::chrono::milliseconds idle) {
+  const std::lock_guard lock(state_->mutex);
+  state_->idle_close = idle;
+}
+
+std::size_t FakeUpstream::idle_closes() const {
+  const std::lock_guard lock(state_->mutex);
+  return state_->idle_closed;
+}
+
+bool FakeUpstream::wait_for_idle_closes(std::size_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(state_->mutex);
+  return state_->changed.wait_for(lock, timeout, [&] { return state_->idle_closed >= n; });
 }
 
 std::size_t FakeUpstream::held_count() const {

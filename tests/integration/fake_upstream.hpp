@@ -21,6 +21,16 @@ struct UpstreamResponse {
   std::string body;  // the default is an empty (serialized) ExportTraceServiceResponse
 
   static UpstreamResponse with_status(unsigned status);  // body: a google.rpc.Status
+  // 200 with an ExportTraceServiceResponse whose partial_success rejects some spans.
+  static UpstreamResponse partial_success(std::int64_t rejected_spans, std::string message);
+};
+
+// How an upstream with a size limit refuses a request body larger than the limit.
+enum class SizeRefusal {
+  k413,          // reads the body, answers 413 (google.rpc.Status), keeps the connection
+  kGrafana429,   // reads the body, answers 429 "... larger than max ..." as Grafana Cloud does
+  kEarly413,     // answers 413 from the headers alone (Content-Length), before reading the
+                 // body, then closes the connection with the body unread
 };
 
 struct RecordedRequest {
@@ -33,6 +43,8 @@ struct RecordedRequest {
   ExportRequest request;
   std::chrono::steady_clock::time_point received_at;
   unsigned response_status = 0;  // 0 while held / not yet answered
+  std::uint64_t content_length = 0;  // as announced (the body is empty when refused early)
+  bool refused_for_size = false;     // answered by the size limit, not the script
 
   // "" when absent.
   std::string header(const std::string& lower_case_name) const;
@@ -63,6 +75,17 @@ class FakeUpstream {
   // Responses are consumed one per request, in arrival order; then the default applies.
   void script(std::vector<UpstreamResponse> responses);
   void set_default(UpstreamResponse response);
+
+  // Bodies over max_body_bytes (on the wire) are refused `how`, whatever the script says
+  // (the script is not consumed). 0: no limit (the default).
+  void set_size_limit(std::size_t max_body_bytes, SizeRefusal how);
+  std::size_t refused_for_size() const;
+
+  // A kept-alive connection that stays idle this long after an answer is closed by the
+  // upstream, as real servers do (0: never, the default).
+  void set_idle_close(std::chrono::milliseconds idle);
+  std::size_t idle_closes() const;
+  bool wait_for_idle_closes(std::size_t n, std::chrono::milliseconds timeout) const;
 
   // While holding, requests are recorded but not answered until release().
   void hold();

@@ -80,6 +80,39 @@ bool is_tls_error(const beast::error_code& ec) {
   return ec.category() == asio::error::get_ssl_category();
 }
 
+struct Exchanged {
+  beast::error_code ec;
+  bool wrote = false;  // the whole request went out
+  bool early = false;  // the answer came while the request was still being sent
+};
+
+// Writes the request and reads the answer. An upstream may answer before it has read the
+// whole body (a 413 decided from Content-Length) and close the connection: the write then
+// fails, but the answer may already have arrived, so it is read before the failure counts.
+template <class Stream>
+asio::awaitable<Exchanged> write_then_read(Stream& stream,
+                                           http::request<http::string_body>& req,
+                                           beast::flat_buffer& buffer,
+                                           http::response_parser<http::string_body>& parser) {
+  Exchanged x;
+  std::tie(x.ec, std::ignore) = co_await http::async_write(stream, req, use_tuple);
+  if (!x.ec) {
+    x.wrote = true;
+    std::tie(x.ec, std::ignore) = co_await http::async_read(stream, buffer, parser, use_tuple);
+    co_return x;
+  }
+  if (x.ec == beast::error::timeout || is_tls_error(x.ec)) {
+    co_return x;
+  }
+  auto [rec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
+  (void)n;
+  if (!rec) {
+    x.ec = {};
+    x.early = true;
+  }
+  co_return x;
+}
+
 FailureClass class_of_status(unsigned status) {
   if (status == 401 || status == 403) {
     return FailureClass::kAuth;
@@ -262,24 +295,13 @@ asio::awaitable<Attempt> HttpSender::exchange(Connection& c, std::string& body) 
   req.body() = std::move(body);
   req.prepare_payload();
 
-  beast::error_code ec;
   http::response_parser<http::string_body> parser;
   parser.body_limit(1024 * 1024);
   beast::flat_buffer buffer;
-  bool wrote = false;
-  if (c.tls) {
-    std::tie(ec, std::ignore) = co_await http::async_write(*c.tls, req, use_tuple);
-    if (!ec) {
-      wrote = true;
-      std::tie(ec, std::ignore) = co_await http::async_read(*c.tls, buffer, parser, use_tuple);
-    }
-  } else {
-    std::tie(ec, std::ignore) = co_await http::async_write(*c.plain, req, use_tuple);
-    if (!ec) {
-      wrote = true;
-      std::tie(ec, std::ignore) = co_await http::async_read(*c.plain, buffer, parser, use_tuple);
-    }
-  }
+  const Exchanged x = c.tls ? co_await write_then_read(*c.tls, req, buffer, parser)
+                            : co_await write_then_read(*c.plain, req, buffer, parser);
+  const beast::error_code ec = x.ec;
+  const bool wrote = x.wrote;
   body = std::move(req.body());  // kept for the next attempt
   if (ec) {
     c.reset();
@@ -305,8 +327,8 @@ asio::awaitable<Attempt> HttpSender::exchange(Connection& c, std::string& body) 
     co_return a;
   }
   auto& res = parser.get();
-  if (!res.keep_alive()) {
-    c.reset();
+  if (!res.keep_alive() || x.early) {
+    c.reset();  // after an early answer the rest of the request was never sent
   }
   const unsigned status = res.result_int();
   a.status = static_cast<int>(status);

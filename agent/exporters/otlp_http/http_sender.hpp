@@ -8,6 +8,9 @@
 // answer within `timeout` timeout; resolving, connecting (refused, unreachable, or no answer to
 // the SYN within `timeout`), and a connection reset or closed before the answer, connection;
 // a TLS handshake, certificate or TLS record failure, tls.
+//
+// An answer sent before the upstream read the whole body (a 413 decided from Content-Length,
+// then a close) fails the write; it is still read and classified like any other answer.
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
