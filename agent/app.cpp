@@ -128,7 +128,8 @@ class Agent {
         ring_(config_.buffer.max_chunks),
         batcher_(ring_, config_.batch, [this](BatchPtr b) { fan_out(std::move(b)); },
                  batcher_stats_),
-        intake_(ring_, budget_, receiver_stats_, [this] { batcher_.notify(); }) {
+        intake_(ring_, budget_, receiver_stats_, [this] { batcher_.notify(); }),
+        processors_(std::make_shared<const processors::ProcessorChain>(config_.processors)) {
     exporters_ = build_exporters(config_, nullptr);
     route_intake(*exporters_);
   }
@@ -184,8 +185,11 @@ class Agent {
   std::map<std::string, std::shared_ptr<ExporterStats>> exporter_stats_;
   std::map<std::string, std::shared_ptr<Spool>> spools_;
 
-  mutable std::mutex exporters_mu_;  // guards exporters_ (fan_out, reload, reports)
+  mutable std::mutex exporters_mu_;  // guards exporters_ and processors_ (reload, reports)
   std::shared_ptr<const ExporterSet> exporters_;
+  // The processors chain the intake runs (a reload that changes `processors:` builds a new one,
+  // whose counters start at 0).
+  std::shared_ptr<const processors::ProcessorChain> processors_;
 
   std::unique_ptr<Listeners> listeners_;
   std::vector<std::unique_ptr<Listeners>> retired_listeners_;  // finishing their connections
@@ -292,8 +296,16 @@ std::shared_ptr<ExporterSet> Agent::build_exporters(const config::Config& c,
 // A refusal by any of them refuses the request (the client retries; the spools that took it
 // may then hold it twice: at least once, never lost).
 std::shared_ptr<const Intake::Route> Agent::route_intake(const ExporterSet& set) {
+  std::shared_ptr<const processors::ProcessorChain> chain;
+  {
+    std::lock_guard lock(exporters_mu_);
+    chain = processors_;
+  }
+  if (chain && chain->empty()) {
+    chain.reset();
+  }
   if (set.spooled.empty()) {
-    return intake_.set_route({});
+    return intake_.set_route(Intake::Route{{}, true, std::move(chain)});
   }
   std::vector<QueuedExporter*> spooled = set.spooled;
   return intake_.set_route(Intake::Route{
@@ -311,7 +323,7 @@ std::shared_ptr<const Intake::Route> Agent::route_intake(const ExporterSet& set)
         }
         return status;
       },
-      !set.memory.empty()});
+      !set.memory.empty(), std::move(chain)});
 }
 
 void Agent::fan_out(BatchPtr batch) {
@@ -441,6 +453,19 @@ AgentView Agent::view() const {
     if (!grpc_endpoint_.empty()) {
       v.receivers.push_back({"grpc", grpc_endpoint_, state, &receiver_stats_.grpc_duration});
     }
+  }
+  std::shared_ptr<const processors::ProcessorChain> chain;
+  {
+    std::lock_guard lock(exporters_mu_);
+    chain = processors_;
+  }
+  for (const auto& p : chain->processors()) {
+    ProcessorView pv;
+    pv.name = p->name();
+    p->drops().for_each(
+        [&](const std::string& reason, std::uint64_t n) { pv.dropped_spans.emplace_back(reason, n); });
+    pv.edited_attributes = p->edited_attributes();
+    v.processors.push_back(std::move(pv));
   }
   for (std::size_t i = 0; i < set->all.size(); ++i) {
     const config::Exporter& o = set->options[i];
@@ -617,6 +642,10 @@ void Agent::apply(config::Config next) {
     old = exporters_;
   }
   std::shared_ptr<ExporterSet> fresh = build_exporters(next, old.get());
+  std::shared_ptr<const processors::ProcessorChain> fresh_processors;
+  if (!(next.processors == config_.processors)) {
+    fresh_processors = std::make_shared<const processors::ProcessorChain>(next.processors);
+  }
   fresh_listeners = make_listeners(next, listeners_.get());
   start_listeners(*fresh_listeners, listeners_.get());  // new requests still go the old way
   std::set<const Exporter*> kept;
@@ -650,6 +679,9 @@ void Agent::apply(config::Config next) {
   {
     std::lock_guard lock(exporters_mu_);
     exporters_ = fresh;
+    if (fresh_processors) {
+      processors_ = fresh_processors;
+    }
   }
   std::shared_ptr<const Intake::Route> old_route = route_intake(*fresh);
   for (auto [exporter, bytes] : fresh->queue_limits) {

@@ -24,6 +24,22 @@ struct Family {
   bool network_only = false;  // meaningless for the file exporter (circuit, retries, ...)
 };
 
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string label_value(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 void header(std::ostream& out, const char* name, const char* help, const char* type) {
   out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
 }
@@ -230,6 +246,23 @@ std::string render_metrics(const AgentView& v) {
           get(v.batcher_stats->batches));
   counter("spanrelay_batcher_splits_total", "Requests split to respect the batch limits.",
           get(v.batcher_stats->splits));
+  if (!v.processors.empty()) {
+    header(out, "spanrelay_processor_dropped_spans_total",
+           "Spans a processor dropped, by reason (filter rule, sampler decision, parent dropped).",
+           "counter");
+    for (const ProcessorView& p : v.processors) {
+      for (const auto& [reason, n] : p.dropped_spans) {
+        out << "spanrelay_processor_dropped_spans_total{processor=\"" << label_value(p.name)
+            << "\",reason=\"" << label_value(reason) << "\"} " << n << '\n';
+      }
+    }
+    header(out, "spanrelay_processor_edited_attributes_total",
+           "Attributes a processor set, renamed, redacted or deleted.", "counter");
+    for (const ProcessorView& p : v.processors) {
+      out << "spanrelay_processor_edited_attributes_total{processor=\"" << label_value(p.name)
+          << "\"} " << p.edited_attributes << '\n';
+    }
+  }
   single(out, "spanrelay_buffer_used_bytes", "Memory held by buffered spans.", "gauge",
          static_cast<double>(v.buffer_used));
   single(out, "spanrelay_buffer_limit_bytes", "buffer.max_bytes.", "gauge",

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/stats.hpp"
@@ -31,6 +32,12 @@ struct ExporterView {
   const ExporterStats* stats = nullptr;
   std::uint64_t queue_limit_bytes = 0;
   const Spool* spool = nullptr;  // spool mode
+};
+
+struct ProcessorView {
+  std::string name;  // "filter", "redact/2", ...
+  std::vector<std::pair<std::string, std::uint64_t>> dropped_spans;  // by reason
+  std::uint64_t edited_attributes = 0;
 };
 
 struct ReloadView {
@@ -57,6 +64,7 @@ struct AgentView {
   const BatcherStats* batcher_stats = nullptr;
   std::vector<ReceiverView> receivers;
   std::vector<ExporterView> exporters;
+  std::vector<ProcessorView> processors;  // in chain order
   std::shared_ptr<const void> keep_alive;  // keeps what the pointers above point to alive
 };
 

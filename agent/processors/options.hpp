@@ -26,10 +26,14 @@ struct AttributeAction {
   Kind action = Kind::kUpsert;
   Value value{};   // insert, update, upsert
   std::string to{};  // rename: the new key
+
+  bool operator==(const AttributeAction&) const = default;
 };
 
 struct AttributesOptions {
   std::vector<AttributeAction> actions;
+
+  bool operator==(const AttributesOptions&) const = default;
 };
 
 struct RedactOptions {
@@ -43,6 +47,8 @@ struct RedactOptions {
   // in a string value.
   std::vector<std::string> delete_keys_matching;
   std::vector<std::string> delete_values_matching;
+
+  bool operator==(const RedactOptions&) const = default;
 };
 
 // One drop rule: every condition given must hold; a list holds when any of its items does.
@@ -54,10 +60,14 @@ struct SpanRule {
   // attribute key -> accepted values, compared as text (42, true, 1.5, "x")
   std::vector<std::pair<std::string, std::vector<std::string>>> attributes;
   std::vector<std::pair<std::string, std::vector<std::string>>> resource;
+
+  bool operator==(const SpanRule&) const = default;
 };
 
 struct FilterOptions {
   std::vector<SpanRule> drop_spans;
+
+  bool operator==(const FilterOptions&) const = default;
 };
 
 struct ProcessorOptions {
@@ -68,6 +78,8 @@ struct ProcessorOptions {
   RedactOptions redact;
   FilterOptions filter;
   SamplerConfig sampler;
+
+  bool operator==(const ProcessorOptions&) const = default;
 };
 
 }  // namespace spanrelay::processors

@@ -129,6 +129,8 @@ struct SamplerConfig {
   int precision = default_sampling_precision;  // 1..14
   SamplerMode mode = SamplerMode::proportional;
   ErrorPolicy on_error = ErrorPolicy::fail_closed;
+
+  bool operator==(const SamplerConfig&) const = default;
 };
 
 enum class Reason {

