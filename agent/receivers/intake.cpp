@@ -77,14 +77,14 @@ IntakeResult Intake::submit(std::string&& request) noexcept {
     }
     if (route->persist) {
       const IntakeStatus persisted = route->persist(request, spans);
-      if (false) {  // GUARD2
+      if (persisted == IntakeStatus::kFull) {
         add(stats_.refused_spans, spans);  // the spool logged why
         last_spool_full_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
                                std::memory_order_relaxed);
         r.status = IntakeStatus::kFull;
         return r;
       }
-      if (false) {  // GUARD3
+      if (persisted == IntakeStatus::kTooLarge) {
         add(stats_.bad_requests);
         r.status = persisted;
         r.error = "the request is larger than the disk spool can hold (spool.max_bytes)";
@@ -93,7 +93,9 @@ IntakeResult Intake::submit(std::string&& request) noexcept {
     }
     if (route->forward_to_ring) {
       Chunk chunk{std::move(request), spans, std::move(lease)};
-      (void)ring_.try_push(chunk);  // GUARD1
+      if (!ring_.try_push(chunk)) {
+        return refuse(spans);
+      }
       notify_();
     }
     r.accepted_spans = spans;
