@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "otlp/compression.hpp"
+#include "otlp/json.hpp"
+#include "processors/processors.hpp"
 #include "otlp/wire.hpp"
 #include "otlp_gen.hpp"
 
@@ -170,6 +172,77 @@ int main(int argc, char** argv) {
                      gz1->compress(batch, reused);
                      g_sink += reused.size();
                    }});
+  // Intake, OTLP/JSON: the same request as JSON, converted to protobuf wire bytes.
+  std::string json, json_error;
+  otlp::protobuf_to_json(request, json, json_error);
+  cases.push_back({"intake JSON: otlp::json_to_protobuf", spans, json.size(), [&] {
+                     std::string out;
+                     otlp::json_to_protobuf(json, out, json_error);
+                     g_sink += out.size();
+                   }});
+  // Processors (ProcessorChain::run on a copy of the request; the first case is that copy
+  // alone). The SQL case adds a db.statement to every span, as an instrumented ORM does.
+  namespace proc = spanrelay::processors;
+  std::string with_sql;
+  {
+    auto r = bench::make_request(gen, spans);
+    for (auto& rs : *r.mutable_resource_spans()) {
+      for (auto& ss : *rs.mutable_scope_spans()) {
+        for (auto& sp : *ss.mutable_spans()) {
+          auto* kv = sp.add_attributes();
+          kv->set_key("db.statement");
+          kv->mutable_value()->set_string_value(
+              "SELECT o.id, o.total FROM orders o WHERE o.customer_email = 'bob@example.com' "
+              "AND o.status IN ('open', 'paid') AND o.total > 100.50 LIMIT 20");
+        }
+      }
+    }
+    with_sql = r.SerializeAsString();
+  }
+  static std::vector<std::pair<std::string, std::shared_ptr<proc::ProcessorChain>>> chains;
+  {
+    proc::ProcessorOptions attrs;
+    attrs.type = proc::ProcessorOptions::Type::kAttributes;
+    attrs.name = "attributes";
+    attrs.attributes.actions = {
+        {proc::Scope::kResource, "deployment.environment.name", proc::AttributeAction::Kind::kUpsert,
+         std::string("prod")},
+        {proc::Scope::kSpan, "http.request.header.cookie", proc::AttributeAction::Kind::kDelete}};
+    proc::ProcessorOptions redact;
+    redact.type = proc::ProcessorOptions::Type::kRedact;
+    redact.name = "redact";
+    proc::ProcessorOptions filter;
+    filter.type = proc::ProcessorOptions::Type::kFilter;
+    filter.name = "filter";
+    proc::SpanRule probes;
+    probes.kinds = {2};
+    probes.attributes = {{"url.path", {"/healthz", "/readyz", "/metrics"}}};
+    filter.filter.drop_spans = {probes};
+    proc::ProcessorOptions sampler;
+    sampler.type = proc::ProcessorOptions::Type::kSampler;
+    sampler.name = "probabilistic_sampler";
+    sampler.sampler.percentage = 20;
+    chains.emplace_back("processors: attributes (upsert resource attr, delete span attr)",
+                        std::make_shared<proc::ProcessorChain>(std::vector{attrs}));
+    chains.emplace_back("processors: redact sql_literals (db.statement on every span)",
+                        std::make_shared<proc::ProcessorChain>(std::vector{redact}));
+    chains.emplace_back("processors: filter (probe rule, nothing matches)",
+                        std::make_shared<proc::ProcessorChain>(std::vector{filter}));
+    chains.emplace_back("processors: probabilistic_sampler 20%",
+                        std::make_shared<proc::ProcessorChain>(std::vector{sampler}));
+    chains.emplace_back("processors: attributes + redact + filter",
+                        std::make_shared<proc::ProcessorChain>(std::vector{attrs, redact, filter}));
+  }
+  cases.push_back({"processors: (baseline) copy of the request", spans, with_sql.size(), [&] {
+                     std::string copy = with_sql;
+                     g_sink += copy.size();
+                   }});
+  for (const auto& [name, chain] : chains) {
+    cases.push_back({name.c_str(), spans, with_sql.size(), [&with_sql, chain = chain, spans] {
+                       std::string copy = with_sql;
+                       g_sink += chain->run(copy, static_cast<std::uint32_t>(spans));
+                     }});
+  }
   std::printf("\n");
   std::printf("| %-58s | %8s | %8s | %8s | %9s |\n", "stage (agent function)", "ns/span",
               "median", "MB/s", "spans/s");
