@@ -314,6 +314,7 @@ class wire_builder {
       close_length(done);
     }
     --depth_;
+    --messages_;
     value_done();
     return true;
   }
@@ -446,6 +447,7 @@ class wire_builder {
   std::string& error_;
   std::vector<Frame> frames_;  // reused: keys keep their capacity
   std::size_t depth_ = 0;      // frames in use
+  std::size_t messages_ = 0;   // object frames in use: protobuf message nesting + 1
   std::size_t skip_depth_ = 0;
   std::string part_;           // a key or string the parser delivered in pieces
   bool failed_ = false;
@@ -467,6 +469,13 @@ class wire_builder {
   const Field* current_field() noexcept { return top().field; }
 
   void push_object(Msg message, const Field* field) {
+    // The request is depth 0. Deeper than the wire scanner accepts would only be refused by
+    // the Intake next (and past 100, libprotobuf refuses it too).
+    if (messages_ > static_cast<std::size_t>(max_message_depth)) {
+      fail_here("message nesting deeper than ", max_message_depth);
+      return;
+    }
+    ++messages_;
     std::size_t length_at = 0;
     std::uint8_t reserved = 0;
     if (field != nullptr) {

@@ -15,6 +15,7 @@
 #include <google/protobuf/util/message_differencer.h>
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
+#include "otlp/wire.hpp"
 
 namespace {
 
@@ -543,24 +544,61 @@ TEST_CASE("nesting deeper than max_json_depth fails fast") {
   // The parser stops where the limit is crossed, without reading the rest.
   CHECK(std::stoul(error.substr(23)) < 2000);
 
-  // At the limit: a 128-deep document is accepted, 129 levels are not. The first AnyValue is at
-  // depth 10, each arrayValue nesting adds 3 (object, values array, element).
-  const auto nested = [](const std::string& innermost) {
+  // At the limit: a document max_json_depth deep is accepted, one level more is not (arrays
+  // in an unknown key's value, which nest JSON without nesting messages).
+  const auto unknown_arrays = [](int n) {
+    return R"({"resourceSpans":[],"x":)" + std::string(n, '[') + std::string(n, ']') + "}";
+  };
+  parse_ok(unknown_arrays(spanrelay::otlp::max_json_depth - 1));
+  CHECK(parse_error(unknown_arrays(spanrelay::otlp::max_json_depth)).find("invalid JSON") == 0);
+}
+
+// Found by fuzzing (tests/fuzz): JSON of 128 levels could spell messages nested 94 deep, which
+// the wire scanner then refused (max_message_depth 90), and protobuf_to_json wrote up to 138
+// levels for what the scanner accepts, which json_to_protobuf refused back.
+TEST_CASE("JSON and the wire scanner agree on message nesting, both ways") {
+  // A span attribute (an AnyValue at message depth 5) nested through n arrayValues: each adds
+  // an ArrayValue and an AnyValue.
+  const auto nested = [](int n, const std::string& innermost) {
     std::string s = R"({"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":")" +
                     std::string(trace_hex) + R"(","spanId":")" + span_hex +
                     R"(","attributes":[{"key":"k","value":)";
-    for (int i = 0; i < 39; ++i) {
+    for (int i = 0; i < n; ++i) {
       s += R"({"arrayValue":{"values":[)";
     }
     s += innermost;
-    for (int i = 0; i < 39; ++i) {
+    for (int i = 0; i < n; ++i) {
       s += "]}}";
     }
     return s + "}]}]}]}]}";
   };
-  static_assert(spanrelay::otlp::max_json_depth == 10 + 39 * 3 + 1);
-  parse_ok(nested(R"({"arrayValue":{}})"));
-  CHECK(parse_error(nested(R"({"arrayValue":{"values":[]}})")).find("invalid JSON") == 0);
+  static_assert(spanrelay::otlp::max_message_depth == 5 + 2 * 42 + 1);
+  // An empty ArrayValue at depth 90 is accepted, and passes the scanner; an AnyValue at 91 is
+  // refused, saying why.
+  const std::string at_limit = nested(42, R"({"arrayValue":{}})");
+  std::string out, error;
+  REQUIRE(json_to_protobuf(at_limit, out, error));
+  CHECK(spanrelay::otlp::scan_request(out).ok);
+  CHECK(parse_error(nested(42, R"({"arrayValue":{"values":[{}]}})"))
+            .find("message nesting deeper than 90") != std::string::npos);
+  // Through kvlistValue: 4 JSON levels per 3 messages. 30 of them (an AnyValue at message
+  // depth 94, JSON depth 127) used to be accepted.
+  std::string kvlist = R"({"resourceSpans":[{"resource":{"attributes":[)";
+  for (int i = 0; i < 30; ++i) {
+    kvlist += R"({"key":"k","value":{"kvlistValue":{"values":[)";
+  }
+  for (int i = 0; i < 30; ++i) {
+    kvlist += "]}}}";
+  }
+  kvlist += "]}}]}";
+  CHECK(parse_error(kvlist).find("message nesting deeper than 90") != std::string::npos);
+
+  // The other way: the deepest request the scanner accepts converts to JSON that converts back.
+  std::string json;
+  REQUIRE(protobuf_to_json(out, json, error));
+  std::string back;
+  REQUIRE(json_to_protobuf(json, back, error));
+  CHECK(back == out);
 }
 
 TEST_CASE("protobuf_to_json writes lowercase hex, string 64-bit ints, no defaults") {
