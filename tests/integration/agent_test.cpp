@@ -66,6 +66,24 @@ void check_upstream_requests(const FakeUpstream& upstream, bool gzip) {
   }
 }
 
+// A request on a new connection: its answer, or nullopt when the agent refused the
+// connection or closed it without answering. Throws when no answer came in time.
+std::optional<HttpResponse> post_or_closed(std::uint16_t port, const HttpRequest& request) {
+  std::optional<HttpConnection> connection;
+  try {
+    connection.emplace(port, 5s);
+  } catch (const std::runtime_error& e) {
+    if (std::string_view(e.what()).find("timed out") != std::string_view::npos) {
+      throw;
+    }
+    return std::nullopt;  // refused: no longer listening
+  }
+  if (!connection->write(render_request(request), 5s)) {
+    return std::nullopt;
+  }
+  return connection->read_response(5s);
+}
+
 // Proof of life after an abuse: admin healthy and a fresh export goes all the way through.
 void check_still_serving(Agent& agent, const FakeUpstream* upstream) {
   REQUIRE(agent.running());
@@ -408,8 +426,11 @@ TEST_CASE("SIGTERM with the upstream down exits within shutdown_timeout",
   std::optional<FakeUpstream> stuck;
   AgentConfig config;
   config.shutdown_timeout = "2s";
-  config.exporters["up"].timeout = "30s";
-  config.exporters["up"].retry_max_elapsed = "60s";
+  // Without shutdown_timeout the agent would wait for an hour: an answer, or a retry.
+  config.exporters["up"].timeout = "1h";
+  config.exporters["up"].retry_initial_interval = "1h";
+  config.exporters["up"].retry_max_interval = "1h";
+  config.exporters["up"].retry_max_elapsed = "10h";
   SECTION("connection refused") {
     config.exporters["up"].endpoint =
         "http://127.0.0.1:" + std::to_string(free_port()) + "/otlp";
@@ -424,16 +445,25 @@ TEST_CASE("SIGTERM with the upstream down exits within shutdown_timeout",
   if (stuck) {
     REQUIRE(stuck->wait_for_requests(1, 10s));
   } else {
-    REQUIRE(agent.wait_metric_at_least(exporter_series("spanrelay_exporter_retries_total"), 1));
+    REQUIRE(wait_until([&] {
+      return agent.log().find("export failed [connection]") != std::string::npos;
+    }, 10s));
   }
 
-  const auto start = Clock::now();
   agent.signal(SIGTERM);
-  const auto exit_code = agent.wait_exit(2s + 3s);
-  const auto elapsed = std::chrono::duration_cast<Millis>(Clock::now() - start);
-  INFO("exited after " << elapsed.count() << " ms");
+  // docs/operations.md: "delivers for up to shutdown_timeout, then exits 0"; what is undelivered
+  // is counted, and the last line says accepted, delivered, dropped.
+  const auto exit_code = agent.wait_exit(60s);  // an hour if shutdown_timeout were ignored
   REQUIRE(exit_code.has_value());
-  CHECK(*exit_code < 128);  // exited by itself, not killed by a signal
+  CHECK(*exit_code == 0);
+  const std::string log = agent.log();
+  INFO(log);
+  CHECK(log.find("shutdown_timeout reached before delivery") != std::string::npos);
+  const auto last = log.find_last_not_of('\n');
+  REQUIRE(last != std::string::npos);
+  const std::string last_line = log.substr(log.rfind('\n', last) + 1, std::string::npos);
+  CHECK_THAT(last_line, Catch::Contains("info [agent] stopped: 5 span(s) accepted, 0 delivered, "
+                                        "5 dropped by exporters, 0 refused"));
 }
 
 TEST_CASE("while shutting down requests get 503 or no connection", "[integration][shutdown]") {
@@ -448,27 +478,30 @@ TEST_CASE("while shutting down requests get 503 or no connection", "[integration
   REQUIRE(upstream.wait_for_requests(1, 10s));
 
   agent.signal(SIGTERM);
+  // Refused or closed counts as "no longer accepting"; a request left without any answer (a
+  // timeout) does not: it throws out of the test.
   const bool new_requests_stopped = wait_until(
       [&] {
-        try {
-          const HttpResponse response = post_spans(agent.port(), make_request(1));
-          if (response.result_int() == 503) {
-            check_status_body(response, Format::protobuf);
-            return true;
-          }
-          return false;
-        } catch (const std::exception&) {
-          return true;  // refused or closed: no longer accepting
+        const std::optional<HttpResponse> response =
+            post_or_closed(agent.port(), otlp_request(make_request(1)));
+        if (!response) {
+          return true;
         }
+        if (response->result_int() == 503) {
+          check_status_body(*response, Format::protobuf);
+          return true;
+        }
+        return false;
       },
-      3s, 50ms);
+      10s, 50ms);
   CHECK(new_requests_stopped);
   REQUIRE(agent.running());  // the held export keeps it alive: the checks above saw shutdown
-  try {
-    const HttpResponse response = kept.roundtrip(otlp_request(make_request(1)), 5s);
-    CHECK(response.result_int() == 503);
-  } catch (const std::exception& closed) {
-    SUCCEED("the kept-alive connection was closed: " << closed.what());
+  // The kept-alive connection: a 503, or closed; read_response() throws on a timeout.
+  if (kept.write(render_request(otlp_request(make_request(1))), 5s)) {
+    const std::optional<HttpResponse> response = kept.read_response(5s);
+    if (response) {
+      CHECK(response->result_int() == 503);
+    }
   }
 
   upstream.release();
@@ -664,8 +697,9 @@ TEST_CASE("a slowloris client is cut off by read_timeout", "[integration][receiv
   }
   const auto elapsed = std::chrono::duration_cast<Millis>(Clock::now() - start);
   INFO("cut off after " << elapsed.count() << " ms");
+  // Every byte arrives well within read_timeout of the previous one: only a deadline on the
+  // whole request cuts the client off before its 100 bytes (20 s) are out.
   CHECK(cut_off);
-  CHECK(elapsed < 4s);
   check_still_serving(agent, &upstream);
 }
 

@@ -1,6 +1,8 @@
 #include "integration/checks.hpp"
 
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include <boost/json.hpp>
 
@@ -58,6 +60,21 @@ bool stays_false(const std::function<bool()>& pred, Millis window) {
 void check_no_secret(const std::string& output) {
   CHECK(output.find(test_token) == std::string::npos);
   CHECK(output.find(expected_authorization().substr(6)) == std::string::npos);
+}
+
+double rss_bytes(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with("VmRSS:")) {
+      std::istringstream value(line.substr(6));
+      double kib = 0;
+      value >> kib;
+      return kib * 1024.0;
+    }
+  }
+  FAIL("no VmRSS in /proc/" << pid << "/status");
+  return 0;
 }
 
 std::string exporter_series(std::string_view metric, std::string_view exporter) {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <sys/types.h>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -36,6 +37,10 @@ bool stays_false(const std::function<bool()>& pred, Millis window);
 
 // Neither the token nor the Authorization value built from it may appear in output or logs.
 void check_no_secret(const std::string& output);
+
+// The resident set size of a running process, in bytes (VmRSS of /proc/<pid>/status); fails
+// the test when it cannot be read.
+double rss_bytes(pid_t pid);
 
 // `metric{exporter="name"}`.
 std::string exporter_series(std::string_view metric, std::string_view exporter = "up");

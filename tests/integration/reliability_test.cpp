@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <filesystem>
@@ -62,10 +63,26 @@ TEST_CASE("upstream down for 30 s under continuous load: every acknowledged span
   const std::size_t before = load.accepted_count();
   CHECK(agent.wait_metric_at_least(exporter_series("spanrelay_exporter_circuit_opened_total"), 1,
                                    20s));
-  std::this_thread::sleep_until(outage_start + 30s);  // the scenario's duration, not a sync
+  // Memory through the outage, sampled every 2 s (the sampling paces the scenario's 30 s; it
+  // synchronises nothing): no batch waits in memory while the circuit is open, so the agent's
+  // RSS stays within a fixed margin of where it was before the outage, at every sample.
+  constexpr double kMiB = 1024.0 * 1024.0;
+  const double rss_before = rss_bytes(agent.pid());
+  std::vector<double> samples;
+  while (Clock::now() < outage_start + 30s) {
+    std::this_thread::sleep_for(2s);
+    samples.push_back(rss_bytes(agent.pid()));
+  }
   const std::size_t during = load.accepted_count() - before;
   CHECK(during > 1000);  // ~100 requests/s × 10 spans for 30 s, none refused
   CHECK(load.refused() == 0);
+  CHECK(load.failed() == 0);  // no request of the load timed out or met a reset connection
+  REQUIRE(samples.size() >= 10);
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    INFO("RSS sample " << i << ": " << samples[i] / kMiB << " MiB, before the outage "
+                       << rss_before / kMiB << " MiB");
+    CHECK(samples[i] <= rss_before + 16 * kMiB);
+  }
   CHECK(agent.metric(exporter_series("spanrelay_exporter_queued_batches")) <= 1);  // on disk
   CHECK(agent.metric(exporter_series("spanrelay_exporter_failed_spans_total")) == 0);
 
@@ -77,7 +94,10 @@ TEST_CASE("upstream down for 30 s under continuous load: every acknowledged span
   const DeliveryReport r = await_delivery(accepted, {&recovered}, 60s, delivered_before);
   WARN("outage test: " << accepted.size() << " spans acknowledged, " << r.missing
                        << " missing, " << r.duplicates << " duplicates, " << during
-                       << " acknowledged during the outage");
+                       << " acknowledged during the outage; RSS " << rss_before / kMiB
+                       << " MiB before it, at most "
+                       << *std::max_element(samples.begin(), samples.end()) / kMiB
+                       << " MiB in " << samples.size() << " samples during it");
   CHECK(r.missing == 0);
   CHECK(r.unexpected == 0);
   CHECK(wait_until([&] { return agent.metric(exporter_series("spanrelay_spool_records")) == 0; },
@@ -104,7 +124,8 @@ TEST_CASE("upstream 429 with Retry-After: 3 holds the next attempt for about 3 s
                                                       requests[0].received_at);
   INFO("second attempt after " << gap.count() << " ms");
   CHECK(gap >= 2900ms);
-  CHECK(gap < 6s);
+  // ... and no longer than asked: the delay the agent chose is the upstream's, exactly.
+  CHECK(agent.log().find("retrying (next attempt in 3000 ms)") != std::string::npos);
 }
 
 TEST_CASE("kill -9 with spans in the spool: the restarted agent delivers every one",
@@ -273,20 +294,21 @@ TEST_CASE("SIGTERM under load with a dead upstream: everything spooled, nothing 
   std::vector<FlatSpan> accepted;
   {
     AgentConfig config = spool_config(url_on(port), spool.path());
-    config.shutdown_timeout = "20s";
+    // With the upstream down and the data on disk there is nothing to wait for: an agent that
+    // waited for shutdown_timeout would not exit within the wait below.
+    config.shutdown_timeout = "1h";
     Agent agent(config);
     Load load(agent.port(), 10, 2ms);
     REQUIRE(agent.wait_metric_at_least(
         exporter_series("spanrelay_spool_appended_records_total"), 100, 20s));
     const auto start = Clock::now();
     agent.signal(SIGTERM);
-    const auto code = agent.wait_exit(25s);
+    const auto code = agent.wait_exit(60s);
     const auto took = std::chrono::duration_cast<Millis>(Clock::now() - start);
     load.stop();
     accepted = load.accepted();
-    REQUIRE(code == std::optional<int>(0));
     INFO("exit after " << took.count() << " ms");
-    CHECK(took < 10s);  // with the upstream down and the data on disk there is nothing to wait for
+    REQUIRE(code == std::optional<int>(0));
     CHECK(agent.log().find("0 dropped by exporters") != std::string::npos);
   }
   REQUIRE(accepted.size() >= 1000);
