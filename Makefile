@@ -37,7 +37,7 @@ run: configure
 	@echo "           metrics on http://127.0.0.1:13133/metrics; Ctrl-C to stop"
 	@./$(BUILD)/spanrelay $(if $(CONFIG),--config $(CONFIG),)
 
-test: build release-check interop-deps browser-deps
+test: build release-check interop-deps browser-deps fuzz-check
 	@cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
 
 # The build users and the image make (Release, -O3) must be warning-free too: built here with
@@ -46,6 +46,22 @@ release-check: deps
 	@cmake -S . -B $(BUILD)-release-check -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
 	    -DSPANRELAY_WERROR=ON >/dev/null
 	@cmake --build $(BUILD)-release-check -j $(JOBS) --target spanrelay
+
+# libFuzzer harnesses (tests/fuzz/README.md): clang-14, ASan + UBSan, in their own tree (only
+# the libraries they use are built). `make fuzz` fuzzes each for FUZZ_SECONDS on a temporary
+# copy of its corpus; `make test` runs each over its checked-in corpus plus FUZZ_CHECK_SECONDS.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CHECK_SECONDS ?= 4
+.PHONY: fuzz-build fuzz fuzz-check
+fuzz-build: deps
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DBUILD_TESTING=OFF -DSPANRELAY_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+fuzz: fuzz-build
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BUILD)/tests/fuzz
+fuzz-check: fuzz-build
+	@bash tests/fuzz/run.sh $(FUZZ_CHECK_SECONDS) $(FUZZ_BUILD)/tests/fuzz
 
 # Every test (unit, integration, interop) against an AddressSanitizer + UBSan build, in its own tree.
 test-asan: interop-deps browser-deps

@@ -55,6 +55,8 @@ case "$mode" in
       chromium
       # the systemd sandbox test traces the agent's system calls
       strace
+      # the libFuzzer harnesses (tests/fuzz): clang with ASan/UBSan runtimes and libFuzzer
+      clang-14 libclang-rt-14-dev libfuzzer-14-dev
     )
     # Node.js runs the interop suite (the official OpenTelemetry JS SDK); Debian's is enough
     # when the machine has none.
