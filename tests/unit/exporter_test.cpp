@@ -2,17 +2,24 @@
 // the gRPC status classification.
 #include <catch2/catch.hpp>
 
+#ifndef SPANRELAY_EXPORTER_TSAN  // exporter_test_tsan: the queue, retry and spool logic only
 #include <grpcpp/support/status.h>
+#endif
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <atomic>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
+#ifndef SPANRELAY_EXPORTER_TSAN
 #include "exporters/otlp_grpc/grpc_sender.hpp"
+#endif
 #include "exporters/queued_exporter.hpp"
 #include "google/rpc/status.pb.h"
 #include "otlp/wire.hpp"
@@ -595,6 +602,62 @@ TEST_CASE("spool mode: a permanent error acknowledges the records and counts the
   REQUIRE(eventually([&] { return e->spool()->stats().records == 0; }));
 }
 
+TEST_CASE("spool mode: several threads append while the exporter reads and acks",
+          "[exporter][spool][threads]") {
+  // Also run under ThreadSanitizer (exporter_test_tsan): spool_append() on the receivers'
+  // threads against the exporter's io thread reading, batching, acking.
+  testing::TempDir dir;
+  Script s;
+  for (int i = 0; i < 6; ++i) {
+    s.answers.push_back(retryable(1ms));  // some batches go round the retry loop too
+  }
+  auto o = options();
+  o.max_in_flight = 4;
+  auto e = make_spooled(s, dir.str(), o);
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 300;
+  std::vector<std::thread> appenders;
+  std::atomic<int> refused{0};
+  for (int t = 0; t < kThreads; ++t) {
+    appenders.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string record = "t" + std::to_string(t) + "-" + std::to_string(i) + ";";
+        if (e->spool_append(record, 1) != AppendStatus::kOk) {
+          ++refused;
+        }
+      }
+    });
+  }
+  for (auto& t : appenders) {
+    t.join();
+  }
+  REQUIRE(refused == 0);
+  REQUIRE(eventually([&] { return get(e->stats().sent_spans) == kThreads * kPerThread; }, 60s));
+  REQUIRE(eventually([&] { return e->spool()->pending_records() == 0 &&
+                                  e->spool()->in_flight_records() == 0; }));
+  e->shutdown(Clock::now() + 5s);
+  CHECK(get(e->spool()->stats().acked_records) == kThreads * kPerThread);
+  // Every record delivered exactly once (a failed attempt's payload is not a delivery).
+  std::lock_guard lock(s.m);
+  std::map<std::string, int> seen;
+  for (std::size_t call = 6; call < s.payloads.size(); ++call) {
+    const std::string& p = s.payloads[call];
+    for (std::size_t at = 0; at < p.size();) {
+      const auto end = p.find(';', at);
+      REQUIRE(end != std::string::npos);
+      ++seen[p.substr(at, end - at)];
+      at = end + 1;
+    }
+  }
+  CHECK(seen.size() == static_cast<std::size_t>(kThreads * kPerThread));
+  for (const auto& [record, n] : seen) {
+    INFO(record);
+    CHECK(n == 1);
+  }
+}
+
+#ifndef SPANRELAY_EXPORTER_TSAN
+
 TEST_CASE("gRPC statuses map to retryable and permanent per OTLP", "[exporter][grpc]") {
   using grpc::StatusCode;
   for (auto code : {StatusCode::CANCELLED, StatusCode::DEADLINE_EXCEEDED, StatusCode::ABORTED,
@@ -958,3 +1021,5 @@ TEST_CASE("GrpcSender classifies a refused connection and a failed TLS handshake
     CHECK(a.failure == FailureClass::kTls);
   }
 }
+
+#endif  // SPANRELAY_EXPORTER_TSAN
