@@ -1,6 +1,8 @@
 // The HTTP server under connection pressure: at max_connections a new client closes the
 // longest-idle kept-alive connection and is served; only when every connection is busy (mid
-// request) is it refused. Raw loopback sockets on the client side, with deadlines everywhere.
+// request) is it refused. And its other limits: 431 for headers over max_header_bytes,
+// "Expect: 100-continue", idle_timeout. Raw loopback sockets on the client side, with
+// deadlines everywhere.
 #include "receivers/http/server.hpp"
 
 #include <arpa/inet.h>
@@ -39,16 +41,27 @@ bool await(const std::function<bool()>& done, Clock::duration deadline = kDeadli
   return true;
 }
 
-// A server on 127.0.0.1:0 run by its own io thread; answers every request "200 ok".
+http::ServerLimits with_max_connections(std::size_t max_connections) {
+  http::ServerLimits limits;
+  limits.max_connections = max_connections;
+  return limits;
+}
+
+// A server on 127.0.0.1:0 run by its own io thread; answers every request "200 ok" (its body
+// echoed after "ok" when it has one), and a body over the limit "413 ok".
 struct TestServer {
-  explicit TestServer(std::size_t max_connections) : work(boost::asio::make_work_guard(ioc)) {
-    http::ServerLimits limits;
-    limits.max_connections = max_connections;
+  explicit TestServer(std::size_t max_connections)
+      : TestServer(with_max_connections(max_connections)) {}
+  explicit TestServer(const http::ServerLimits& limits)
+      : work(boost::asio::make_work_guard(ioc)) {
     server = std::make_unique<http::Server>(
         ioc, "http-test", config::ListenEndpoint{"127.0.0.1", 0, "", "127.0.0.1:0"}, limits,
-        [](http::Request& req, http::RequestProblem, const std::string&) {
-          http::Response res{http::beast_http::status::ok, req.version()};
-          res.body() = "ok";
+        [](http::Request& req, http::RequestProblem problem, const std::string&) {
+          http::Response res{problem == http::RequestProblem::kBodyTooLarge
+                                 ? http::beast_http::status::payload_too_large
+                                 : http::beast_http::status::ok,
+                             req.version()};
+          res.body() = "ok" + req.body();
           return res;
         });
     server->start();
@@ -262,4 +275,68 @@ TEST_CASE("2000 idle keep-alive connections do not lock out a new client") {
   // The evicted ones are the oldest: the first client is closed, the last is served.
   CHECK(clients.front()->closed_without_response());
   CHECK(clients.back()->get() == kOk);
+}
+
+TEST_CASE("headers over max_header_bytes are answered 431 and the connection closed") {
+  http::ServerLimits limits;
+  limits.max_header_bytes = 1024;
+  TestServer t(limits);
+  const auto request = [](std::size_t header_bytes) {
+    return "GET / HTTP/1.1\r\nHost: test\r\nX-Big: " + std::string(header_bytes, 'a') +
+           "\r\n\r\n";
+  };
+  Client small(t.server->port());
+  REQUIRE(small.send(request(800)));
+  CHECK(small.read_response() == kOk);
+
+  Client big(t.server->port());
+  REQUIRE(big.send(request(2000)));
+  bool closed = false;
+  const std::string got = big.read_until([](const std::string&) { return false; }, &closed);
+  CHECK(got.rfind("HTTP/1.1 431 ", 0) == 0);
+  CHECK_THAT(got, Catch::Contains("request headers too large"));
+  CHECK(closed);
+}
+
+TEST_CASE("Expect: 100-continue is answered before the body is sent; an announced oversized "
+          "body gets 413 instead") {
+  http::ServerLimits limits;
+  limits.max_body_bytes = 1000;
+  TestServer t(limits);
+  const auto head_end = [](const std::string& s) {
+    return s.find("\r\n\r\n") != std::string::npos;
+  };
+
+  Client c(t.server->port());
+  REQUIRE(c.send("POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n"
+                 "Expect: 100-continue\r\n\r\n"));
+  // The body is sent only once 100 Continue has arrived.
+  const std::string interim = c.read_until(head_end);
+  REQUIRE(interim == "HTTP/1.1 100 Continue\r\n\r\n");
+  REQUIRE(c.send("hello"));
+  const std::string final_response =
+      c.read_until([](const std::string& s) { return s.find("okhello") != std::string::npos; });
+  CHECK(final_response.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(c.get() == kOk);  // the connection is kept alive
+
+  Client big(t.server->port());
+  REQUIRE(big.send("POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 5000\r\n"
+                   "Expect: 100-continue\r\n\r\n"));
+  bool closed = false;
+  const std::string refused = big.read_until([](const std::string&) { return false; }, &closed);
+  CHECK(refused.rfind("HTTP/1.1 413 ", 0) == 0);  // no 100 Continue before it
+  CHECK(closed);
+}
+
+TEST_CASE("idle_timeout closes a connection that sends nothing, before and between requests") {
+  http::ServerLimits limits;
+  limits.idle_timeout = std::chrono::milliseconds(100);
+  TestServer t(limits);
+  Client silent(t.server->port());
+  Client kept(t.server->port());
+  REQUIRE(kept.get() == kOk);
+  // Awaited (up to the 10 s deadline), not timed: without idle_timeout neither closes.
+  CHECK(silent.closed_without_response());
+  CHECK(kept.closed_without_response());
+  CHECK(await([&] { return t.server->connections() == 0; }));
 }
