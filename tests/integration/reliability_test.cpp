@@ -65,7 +65,9 @@ TEST_CASE("upstream down for 30 s under continuous load: every acknowledged span
                                    20s));
   // Memory through the outage, sampled every 2 s (the sampling paces the scenario's 30 s; it
   // synchronises nothing): no batch waits in memory while the circuit is open, so the agent's
-  // RSS stays within a fixed margin of where it was before the outage, at every sample.
+  // RSS stays within a fixed margin of where it was before the outage, at every sample. The
+  // margin is half of buffer.max_bytes (64 MiB), which batches held in memory would fill;
+  // measured: 27 MiB before, at most 42 MiB during the outage.
   constexpr double kMiB = 1024.0 * 1024.0;
   const double rss_before = rss_bytes(agent.pid());
   std::vector<double> samples;
@@ -81,7 +83,7 @@ TEST_CASE("upstream down for 30 s under continuous load: every acknowledged span
   for (std::size_t i = 0; i < samples.size(); ++i) {
     INFO("RSS sample " << i << ": " << samples[i] / kMiB << " MiB, before the outage "
                        << rss_before / kMiB << " MiB");
-    CHECK(samples[i] <= rss_before + 16 * kMiB);
+    CHECK(samples[i] <= rss_before + 32 * kMiB);
   }
   CHECK(agent.metric(exporter_series("spanrelay_exporter_queued_batches")) <= 1);  // on disk
   CHECK(agent.metric(exporter_series("spanrelay_exporter_failed_spans_total")) == 0);
