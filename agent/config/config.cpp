@@ -98,8 +98,28 @@ bool is_env_name(std::string_view name) {
   return !name.empty() && !is_digit(name.front()) && std::all_of(name.begin(), name.end(), ok);
 }
 
+// The '}' that closes the "${" whose inner text starts at `from`: the first '}' not matching a
+// '{' opened after it. npos when there is none.
+std::size_t closing_brace(std::string_view text, std::size_t from) {
+  std::size_t depth = 0;
+  for (std::size_t j = from; j < text.size(); ++j) {
+    if (text[j] == '{') {
+      ++depth;
+    } else if (text[j] == '}') {
+      if (depth == 0) {
+        return j;
+      }
+      --depth;
+    }
+  }
+  return std::string_view::npos;
+}
+
 // ${VAR} -> value (unset: error), ${VAR:-default} -> default when unset or empty, $$ -> $.
 // ${env:VAR} and ${env:VAR:-default} (the OpenTelemetry Collector's spelling) are the same.
+// A default is config text: it may hold "$$", "${...}" (expanded only when the default is used)
+// and balanced { } pairs, and ends at the '}' matching its "${" (`${A:-{"k":1}}` defaults to
+// `{"k":1}`). A variable's value is inserted as it is: a '$' in it is never expanded again.
 // A '$' before anything else is kept. Errors name the variable, never a value. With `unset`,
 // an unset variable without a default is recorded there and expands to nothing.
 std::string expand_env(std::string_view text, std::vector<std::string>* unset = nullptr) {
@@ -114,7 +134,7 @@ std::string expand_env(std::string_view text, std::vector<std::string>* unset = 
       ++i;
       continue;
     }
-    const auto close = text.find('}', i + 2);
+    const auto close = closing_brace(text, i + 2);
     if (close == std::string_view::npos) {
       throw std::invalid_argument("unterminated ${ (write $$ for a literal $)");
     }
@@ -136,8 +156,11 @@ std::string expand_env(std::string_view text, std::vector<std::string>* unset = 
     }
     const char* value = std::getenv(name.c_str());
     if (fallback != std::string_view::npos) {
-      out +=
-          value != nullptr && *value != '\0' ? std::string_view(value) : inner.substr(fallback + 2);
+      if (value != nullptr && *value != '\0') {
+        out += value;
+      } else {
+        out += expand_env(inner.substr(fallback + 2), unset);
+      }
     } else if (value == nullptr && unset != nullptr) {
       unset->push_back(name);
     } else if (value == nullptr) {

@@ -1081,6 +1081,47 @@ TEST_CASE("${VAR} substitution happens in every scalar, before parsing") {
         "t.yaml:2:12: batch.timeout: \"10x\" is not a duration (use e.g. 5s, 250ms, 1m)");
 }
 
+TEST_CASE("${VAR} edges: empty defaults, braces and nested ${} in defaults, values never "
+          "re-expanded") {
+  EnvVar set("SR_TEST_SET", "v");
+  EnvVar unset("SR_TEST_UNSET", nullptr);
+  EnvVar unset2("SR_TEST_UNSET2", nullptr);
+  EnvVar empty("SR_TEST_EMPTY", "");
+  EnvVar dollar("SR_TEST_DOLLAR", "a$$b${SR_TEST_SET}c$d");
+  const auto path = [](const std::string& value) {
+    return load_string("exporters:\n  local: {type: file, path: \"./" + value + "\"}\n", "t.yaml")
+        .exporters[0]
+        .path;
+  };
+  // ${A:-}: empty when unset or empty; the value when set.
+  CHECK(path("x${SR_TEST_UNSET:-}y") == "./xy");
+  CHECK(path("x${SR_TEST_EMPTY:-}y") == "./xy");
+  CHECK(path("x${SR_TEST_SET:-}y") == "./xvy");
+  // A default with braces ends at the '}' matching its "${": nothing leaks when the variable
+  // is set, the whole default comes out when it is not.
+  CHECK(path("${SR_TEST_UNSET:-{a{b}c}}.z") == "./{a{b}c}.z");
+  CHECK(path("${SR_TEST_SET:-{a{b}c}}.z") == "./v.z");
+  CHECK(path("${SR_TEST_UNSET:-a}b}") == "./ab}");  // a lone '}' ends it, as in sh
+  CHECK(path("${SR_TEST_UNSET:-$$}") == "./$");
+  CHECK(path("${SR_TEST_UNSET:-$${x}}") == "./${x}");
+  // A default may name another variable, expanded only when the default is used.
+  CHECK(path("${SR_TEST_UNSET:-${SR_TEST_SET}}") == "./v");
+  CHECK(path("${SR_TEST_UNSET:-${SR_TEST_UNSET2:-deep}}") == "./deep");
+  CHECK(path("${SR_TEST_SET:-${SR_TEST_UNSET2}}") == "./v");
+  CHECK(error_of("exporters:\n  local: {type: file, path: \"${SR_TEST_UNSET:-${SR_TEST_UNSET2}}\"}"
+                 "\n") ==
+        "t.yaml:2:29: exporters.local.path: environment variable SR_TEST_UNSET2 is not set (use "
+        "${SR_TEST_UNSET2:-default} for a fallback)");
+  // A value holding '$', "$$" or "${...}" is used as it is, never expanded again, also when it
+  // comes in through a default.
+  CHECK(path("${SR_TEST_DOLLAR}") == "./a$$b${SR_TEST_SET}c$d");
+  CHECK(path("${env:SR_TEST_DOLLAR}") == "./a$$b${SR_TEST_SET}c$d");
+  CHECK(path("${SR_TEST_UNSET:-${SR_TEST_DOLLAR}}") == "./a$$b${SR_TEST_SET}c$d");
+  // An unbalanced '{' in a default leaves the "${" unterminated.
+  CHECK_THAT(error_of("exporters:\n  local: {type: file, path: \"${SR_TEST_UNSET:-{x}\"}\n"),
+             StartsWith("t.yaml:2:29: exporters.local.path: unterminated ${"));
+}
+
 TEST_CASE("tls.ca_file must be readable") {
   CHECK(error_of(otlp_exporter("    tls: {ca_file: /nonexistent/ca.pem}\n")) ==
         "t.yaml:5:20: exporters.up.tls.ca_file: cannot read /nonexistent/ca.pem: No such file or "
