@@ -21,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -122,6 +123,18 @@ std::int64_t rejected_in(const std::string& response) {
   std::string message;
   REQUIRE(otlp::parse_export_response(response, rejected, message));
   return rejected;
+}
+
+// Polls `done` until it holds; false after a generous deadline (never a timing assertion).
+bool eventually(const std::function<bool()>& done) {
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) {
+      return false;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
 }
 
 // A unique temporary directory for socket files, removed at the end of the scope.
@@ -323,7 +336,9 @@ TEST_CASE("a client that goes away mid-call leaves the server healthy") {
     void* tag = nullptr;
     bool ok = false;
     REQUIRE(cq.Next(&tag, &ok));
-    std::this_thread::sleep_for(5ms);
+    // The server has made the call's reactor (counted there), which waits in its first read.
+    const auto calls = static_cast<std::uint64_t>(i + 1);
+    REQUIRE(eventually([&] { return get(r.stats.requests) == calls; }));
     ctx.TryCancel();
     grpc::Status status;
     stream->Finish(&status, reinterpret_cast<void*>(2));
@@ -348,7 +363,8 @@ TEST_CASE("shutdown cancels a call still in progress at the deadline") {
   void* tag = nullptr;
   bool ok = false;
   REQUIRE(cq.Next(&tag, &ok));
-  std::this_thread::sleep_for(20ms);  // let the server start the call
+  // The server has started the call: its reactor exists (counted there) and waits in a read.
+  REQUIRE(eventually([&] { return get(r.stats.requests) == 1; }));
 
   r.intake.close();
   const auto started = std::chrono::steady_clock::now();
