@@ -298,7 +298,7 @@ TEST_CASE("headers over max_header_bytes are answered 431 and the connection clo
   CHECK(closed);
 }
 
-TEST_CASE("Expect: 100-continue is answered before the body is sent; an announced oversized "
+TEST_CASE("Expect: 100-continue is answered before the body is sent, and an announced oversized "
           "body gets 413 instead") {
   http::ServerLimits limits;
   limits.max_body_bytes = 1000;
