@@ -43,9 +43,14 @@ for name in "${harnesses[@]}"; do
   fi
   cp -r "$here/corpus/$name" "$work/$name"
   log="$work/$name.log"
+  dict=()
+  if [ -f "$here/$name.dict" ]; then
+    dict=(-dict="$here/$name.dict")
+  fi
   start=$(date +%s)
   if "$bin/$name" -max_total_time="$seconds" -max_len=8192 -timeout=30 -rss_limit_mb=3072 \
-      -print_final_stats=1 -artifact_prefix="$findings/$name-" "$work/$name" >"$log" 2>&1; then
+      "${dict[@]}" -print_final_stats=1 -artifact_prefix="$findings/$name-" "$work/$name" \
+      >"$log" 2>&1; then
     status=ok
   else
     status=FAILED
