@@ -67,7 +67,8 @@ for name in "${harnesses[@]}"; do
   printf '%-18s %-6s %10s execs in %4ss (%s/s), cov %s, ft %s, corpus %s\n' "$name" "$status" \
     "${execs:-?}" "$elapsed" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}"
   if [ "$status" = FAILED ]; then
-    echo "---- $name: end of its log ($log) ----"
+    cp "$log" "$findings/$name.log"
+    echo "---- $name: end of its log (all of it: $findings/$name.log) ----"
     grep -vE '^#[0-9]+ .*(NEW|REDUCE|pulse|RELOAD)' "$log" | tail -60
     echo "----"
   fi
