@@ -70,7 +70,7 @@ test-asan: interop-deps browser-deps
 	@cd $(BUILD)-asan && ctest --output-on-failure -j 2 --timeout 900
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-release $(BUILD)-release-check
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-release $(BUILD)-release-check $(FUZZ_BUILD)
 
 # Performance benchmark against the budget (docs/performance.md); never part of `make test`.
 .PHONY: bench
