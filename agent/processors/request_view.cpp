@@ -411,6 +411,17 @@ bool Edits::rename_key(Owner owner, std::uint32_t index, std::string_view from,
   return true;
 }
 
+// An attribute field met while rewriting its owner: false to copy it as it is; true when it was
+// deleted, or replaced (its new KeyValue written to `out` as field `field_number`).
+bool Edits::write_edited(std::uint32_t attribute, std::uint32_t field_number,
+                         std::string& out) const {
+  const AttributeEdit& e = attribute_edits_[attribute];
+  if (e.state == AttributeEdit::kReplace) {
+    otlp::put_len_field(out, field_number, e.key_value);
+  }
+  return e.state != AttributeEdit::kKeep;
+}
+
 void Edits::write_appended(Owner owner, std::uint32_t index, std::uint32_t field_number,
                            std::string& out) const {
   for (const Appended& a : appended_) {
@@ -465,11 +476,7 @@ void Edits::resource_spans(std::uint32_t r, std::string& out) {
       if (field.number != f::kResourceAttributes || field.type != kLen) {
         return false;
       }
-      const AttributeEdit& e = attribute_edits_[attribute++];
-      if (e.state == AttributeEdit::kReplace) {
-        otlp::put_len_field(res, f::kResourceAttributes, e.key_value);
-      }
-      return e.state != AttributeEdit::kKeep;
+      return write_edited(attribute++, f::kResourceAttributes, res);
     });
     write_appended(Owner::kResource, r, f::kResourceAttributes, res);
     otlp::put_len_field(content, f::kResource, res);
@@ -533,11 +540,7 @@ void Edits::span(std::uint32_t s, std::string& out) {
     }
     switch (field.number) {
       case f::kSpanAttributes: {
-        const AttributeEdit& e = attribute_edits_[attribute++];
-        if (e.state == AttributeEdit::kReplace) {
-          otlp::put_len_field(content, f::kSpanAttributes, e.key_value);
-        }
-        return e.state != AttributeEdit::kKeep;
+        return write_edited(attribute++, f::kSpanAttributes, content);
       }
       case f::kEvents: {
         const std::uint32_t e = event_index++;
@@ -576,11 +579,7 @@ void Edits::event(std::uint32_t e, std::string& out) {
     if (field.number != f::kEventAttributes || field.type != kLen) {
       return false;
     }
-    const AttributeEdit& edit = attribute_edits_[attribute++];
-    if (edit.state == AttributeEdit::kReplace) {
-      otlp::put_len_field(content, f::kEventAttributes, edit.key_value);
-    }
-    return edit.state != AttributeEdit::kKeep;
+    return write_edited(attribute++, f::kEventAttributes, content);
   });
   write_appended(Owner::kEvent, e, f::kEventAttributes, content);
   otlp::put_len_field(out, f::kEvents, content);

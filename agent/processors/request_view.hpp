@@ -163,6 +163,7 @@ class Edits {
   void touch(Owner owner, std::uint32_t index);
   Appended* find_appended(Owner owner, std::uint32_t index, std::string_view key);
   std::string_view effective_key(std::uint32_t attribute) const;
+  bool write_edited(std::uint32_t attribute, std::uint32_t field_number, std::string& out) const;
   void write_appended(Owner owner, std::uint32_t index, std::uint32_t field_number,
                       std::string& out) const;
   void resource_spans(std::uint32_t r, std::string& out);
