@@ -81,6 +81,18 @@ std::string exporter_series(std::string_view metric, std::string_view exporter) 
   return std::string(metric) + "{exporter=\"" + std::string(exporter) + "\"}";
 }
 
+std::string url_on(std::uint16_t port) {
+  return "http://127.0.0.1:" + std::to_string(port) + "/otlp";
+}
+
+AgentConfig spool_config(const std::string& upstream_url, const std::string& spool_dir) {
+  AgentConfig config;
+  config.exporters["up"].endpoint = upstream_url;
+  config.exporters["up"].retry_max_interval = "500ms";
+  config.spool = {{"path", spool_dir}};
+  return config;
+}
+
 Load::Load(std::uint16_t port, std::size_t spans_per_request, Millis pause)
     : thread_([this, port, spans_per_request, pause] { run(port, spans_per_request, pause); }) {}
 

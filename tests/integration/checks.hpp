@@ -45,6 +45,12 @@ double rss_bytes(pid_t pid);
 // `metric{exporter="name"}`.
 std::string exporter_series(std::string_view metric, std::string_view exporter = "up");
 
+// The base URL of a FakeUpstream listening on 127.0.0.1:port.
+std::string url_on(std::uint16_t port);
+// One otlp_http exporter "up" to upstream_url with a disk spool in spool_dir (retries at most
+// 500 ms apart).
+AgentConfig spool_config(const std::string& upstream_url, const std::string& spool_dir);
+
 // Waits for the spans to arrive and checks each arrived exactly once, unchanged. Upstream is
 // a FakeUpstream or a FakeGrpcUpstream.
 template <class Upstream>

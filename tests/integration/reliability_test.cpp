@@ -26,16 +26,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string url_on(std::uint16_t port) { return "http://127.0.0.1:" + std::to_string(port) + "/otlp"; }
-
-AgentConfig spool_config(const std::string& upstream_url, const std::string& spool_dir) {
-  AgentConfig config;
-  config.exporters["up"].endpoint = upstream_url;
-  config.exporters["up"].retry_max_interval = "500ms";
-  config.spool = {{"path", spool_dir}};
-  return config;
-}
-
 std::uintmax_t size_of(const fs::path& p) {
   std::error_code ec;
   const auto n = fs::file_size(p, ec);

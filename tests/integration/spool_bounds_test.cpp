@@ -27,18 +27,6 @@ namespace fs = std::filesystem;
 
 constexpr double kMiB = 1024.0 * 1024;
 
-std::string url_on(std::uint16_t port) {
-  return "http://127.0.0.1:" + std::to_string(port) + "/otlp";
-}
-
-AgentConfig spool_config(const std::string& upstream_url, const std::string& spool_dir) {
-  AgentConfig config;
-  config.exporters["up"].endpoint = upstream_url;
-  config.exporters["up"].retry_max_interval = "500ms";
-  config.spool = {{"path", spool_dir}};
-  return config;
-}
-
 // The sum of the spool's segment files as the filesystem has them now (what max_bytes bounds).
 std::uint64_t segment_bytes_on_disk(const fs::path& dir) {
   std::uint64_t n = 0;
