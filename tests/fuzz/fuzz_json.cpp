@@ -40,14 +40,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   std::string json;
   FUZZ_CHECK(otlp::protobuf_to_json(protobuf, json, error));
-  std::string back;
-  if (!otlp::json_to_protobuf(json, back, error)) {
-    std::fprintf(stderr, "json_to_protobuf refused protobuf_to_json's output: %s\n%s\n",
-                 error.c_str(), json.c_str());
-    FUZZ_CHECK(!"protobuf_to_json output is accepted by json_to_protobuf");
-  }
   ExportTraceServiceRequest back_parsed;
-  FUZZ_CHECK(parse(back, back_parsed));
+  const std::string back = json_back(json, back_parsed);
   FUZZ_CHECK(same(parsed, back_parsed));
   std::string json_again;
   FUZZ_CHECK(otlp::protobuf_to_json(back, json_again, error));

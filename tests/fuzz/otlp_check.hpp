@@ -5,6 +5,7 @@
 #include <google/protobuf/util/field_comparator.h>
 #include <google/protobuf/util/message_differencer.h>
 
+#include <cstdio>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -12,6 +13,7 @@
 
 #include "fuzz_common.hpp"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
+#include "otlp/json.hpp"
 
 namespace spanrelay::fuzz {
 
@@ -60,6 +62,19 @@ inline bool same(const google::protobuf::Message& a, const google::protobuf::Mes
   google::protobuf::util::MessageDifferencer differencer;
   differencer.set_field_comparator(&comparator);
   return differencer.Compare(a, b);
+}
+
+// protobuf_to_json's output must convert back: returns the protobuf json_to_protobuf makes of
+// `json`, parsed into `back_parsed`.
+inline std::string json_back(const std::string& json, ExportTraceServiceRequest& back_parsed) {
+  std::string back, error;
+  if (!otlp::json_to_protobuf(json, back, error)) {
+    std::fprintf(stderr, "json_to_protobuf refused protobuf_to_json's output: %s\n%s\n",
+                 error.c_str(), json.c_str());
+    FUZZ_CHECK(!"protobuf_to_json output is accepted by json_to_protobuf");
+  }
+  FUZZ_CHECK(parse(back, back_parsed));
+  return back;
 }
 
 }  // namespace spanrelay::fuzz
